@@ -120,7 +120,7 @@ class Orchestrator:
                 f"now differ by {gap:.2e} (rollout.stale_tolerance={tol}). The engine did not load the new "
                 "weights: check the weight-reload path for this vLLM version.")
         self.last_learner_probe, self.last_engine_probes = learner_probe, engine_probes
-        return {"sync_probe_diff": gap, "engine_probe_shift": engine_shift}
+        return {"sync_probe_diff": gap, "engine_probe_shift": engine_shift, "learner_probe_shift": learner_shift}
 
     def run(self) -> Path:
         cfg = self.cfg

@@ -28,6 +28,7 @@ METRIC_FIELDS = [
     "reward_mean", "reward_std", "val_mean_at_k", "val_pass_at_k",
     "entropy", "response_len_mean", "truncated_frac", "kl_ref", "kl_old_new", "clip_frac",
     "loss", "grad_norm", "logprob_diff", "sync_probe_diff", "engine_probe_shift",
+    "learner_probe_shift",
     "tokens_sampled", "tokens_trained",
     "rollout_flops", "train_flops", "step_flops", "cumulative_flops",
     "cumulative_tokens_sampled",

@@ -55,21 +55,33 @@ def test_metrics_rows_have_every_field(finished_run):
     assert {"step", "policy_version", "prompt", "completion", "reward"} <= set(sample)
 
 
+def _forced_update(orch):
+    """A learner update with a guaranteed non-zero gradient (the tiny test model may
+    score 0 on every rollout, which leaves the policy unchanged)."""
+    ids = ray.get(orch.workers[0].probe_token_ids.remote())
+    return ray.get(orch.learner.update.remote({
+        "prompt_ids": [ids[:5]] * 2, "completion_ids": [ids[5:]] * 2,
+        "sampling_logprobs": [[0.0] * (len(ids) - 5)] * 2, "advantages": [1.0, -0.5]}))
+
+
 def test_engine_weights_changed_after_each_update(finished_run):
-    _, run_dir = finished_run
+    orch, run_dir = finished_run
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()][1:]
     for r in rows:
-        assert r["engine_probe_shift"] > 1e-4  # the engine's own logprobs moved with each sync
+        # Whenever the learner's policy moved, the engine's own logprobs moved with it ...
+        if r["learner_probe_shift"] > 1e-6:
+            assert r["engine_probe_shift"] > 0.5 * r["learner_probe_shift"]
         assert r["sync_probe_diff"] < 0.01  # ... to the learner's new policy
+    stats = _forced_update(orch)
+    probe = orch._sync_weights(stats["policy_version"])
+    assert probe["learner_probe_shift"] > 1e-3
+    assert probe["engine_probe_shift"] > 0.5 * probe["learner_probe_shift"]
+    assert probe["sync_probe_diff"] < 0.01
 
 
 def test_stale_engine_is_caught(finished_run):
     """An update the engines never receive must be reported, not silently sampled from."""
     orch, _ = finished_run
-    ids = ray.get(orch.workers[0].probe_token_ids.remote())
-    # One more learner update, deliberately not pushed to the engine.
-    stats = ray.get(orch.learner.update.remote({
-        "prompt_ids": [ids[:5]] * 2, "completion_ids": [ids[5:]] * 2,
-        "sampling_logprobs": [[0.0] * (len(ids) - 5)] * 2, "advantages": [1.0, -0.5]}))
+    stats = _forced_update(orch)  # deliberately not pushed to the engine
     with pytest.raises(StaleWeightsError, match="stale"):
         orch.check_engines(stats["policy_version"])
