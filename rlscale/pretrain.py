@@ -23,9 +23,8 @@ import numpy as np
 import torch
 from transformers import LlamaForCausalLM
 
-from rlscale_envs.answer import extract_boxed_answer
 from rlscale_envs.arith import ArithFamily, solution_text
-from rlscale_envs.verify import MathVerifier
+from rlscale_envs.math_env import MathEnv
 
 from .compute import ModelShape, pretrain_step_flops
 from .config import PretrainConfig
@@ -85,14 +84,15 @@ def hf_generate(model, tok, prompts: list[str], max_new_tokens: int, temperature
 def heldout_accuracy(model, tok, cfg: PretrainConfig, n: int, temperature: float) -> float:
     family = ArithFamily(cfg.min_difficulty, cfg.max_difficulty)
     problems = family.problems(n, seed=cfg.seed + 7, split="val")
-    correct = 0
-    with MathVerifier() as verifier:
+    correct = 0.0
+    env = MathEnv(split="val", max_completion_chars=512)  # the RL reward, scored the same way
+    try:
         for i in range(0, n, 100):
             chunk = problems[i:i + 100]
             texts = hf_generate(model, tok, [p.prompt for p in chunk], 96, temperature, seed=i)
-            answers = [extract_boxed_answer(t, max_chars=512)[0] for t in texts]
-            pairs = [(p.answer, a) for p, a in zip(chunk, answers) if a is not None]
-            correct += sum(v.correct for v in verifier.verify_many(pairs))
+            correct += sum(reward for reward, _ in env.score_many(chunk, texts))
+    finally:
+        env.close()
     return correct / n
 
 
