@@ -5,7 +5,8 @@ A problem is a chain of ``+`` and ``-`` applied left to right, e.g. ``37+45-12``
 Difficulty ``d`` (1..6):
   * the expression has ``d + 1`` operands, so ``d`` binary steps;
   * operands are non-negative integers of up to 2 digits (0..99) for ``d <= 3``
-    and up to 3 digits (0..999) for ``d >= 4``.
+    and up to 3 digits (0..999) for ``d >= 4``, unless ``max_operand`` caps them
+    (``max_operand=9``: single digits, a task the tiniest zoo model can learn).
 Intermediate and final results may be negative (``5-9=-4``).
 
 The prompt is ``"Q: {expression}\\nA: "``. The worked solution (what a perfect
@@ -149,10 +150,20 @@ def _check_split(split: str) -> None:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
 
 
-def generate(rng: np.random.Generator, difficulty: int) -> ArithProblem:
-    """One random problem at the given difficulty, regardless of split."""
+def _check_max_operand(value: int | None) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"max_operand must be a positive int or None, got {value!r}")
+
+
+def generate(rng: np.random.Generator, difficulty: int, operand_cap: int | None = None) -> ArithProblem:
+    """One random problem at the given difficulty, regardless of split. Operands are
+    drawn from 0..min(max_operand(difficulty), operand_cap)."""
     _check_difficulty(difficulty)
-    operands = rng.integers(0, max_operand(difficulty) + 1, size=difficulty + 1)
+    _check_max_operand(operand_cap)
+    high = max_operand(difficulty) if operand_cap is None else min(max_operand(difficulty), operand_cap)
+    operands = rng.integers(0, high + 1, size=difficulty + 1)
     operators = rng.choice(["+", "-"], size=difficulty)
     expression = str(int(operands[0])) + "".join(
         f"{op}{int(x)}" for op, x in zip(operators, operands[1:])
@@ -161,30 +172,34 @@ def generate(rng: np.random.Generator, difficulty: int) -> ArithProblem:
 
 
 class ArithFamily:
-    """Problems with difficulty drawn uniformly from [min_difficulty, max_difficulty]."""
+    """Problems with difficulty drawn uniformly from [min_difficulty, max_difficulty];
+    ``max_operand`` (None = the difficulty's default) caps every operand."""
 
     # Guards against asking for more distinct problems than a tiny range holds.
     MAX_ATTEMPTS_WITHOUT_PROGRESS = 100_000
 
-    def __init__(self, min_difficulty: int = 1, max_difficulty: int = 3):
+    def __init__(self, min_difficulty: int = 1, max_difficulty: int = 3, max_operand: int | None = None):
         _check_difficulty(min_difficulty)
         _check_difficulty(max_difficulty)
+        _check_max_operand(max_operand)
         if min_difficulty > max_difficulty:
             raise ValueError(
                 f"min_difficulty ({min_difficulty}) must be <= max_difficulty ({max_difficulty})"
             )
         self.min_difficulty = int(min_difficulty)
         self.max_difficulty = int(max_difficulty)
+        self.max_operand = None if max_operand is None else int(max_operand)
 
     def __repr__(self) -> str:
-        return f"ArithFamily(min_difficulty={self.min_difficulty}, max_difficulty={self.max_difficulty})"
+        return (f"ArithFamily(min_difficulty={self.min_difficulty}, max_difficulty={self.max_difficulty}, "
+                f"max_operand={self.max_operand})")
 
     def sample(self, rng: np.random.Generator, split: str) -> ArithProblem:
         """Rejection-sample a problem until its (hash-determined) split matches."""
         _check_split(split)
         while True:
             difficulty = int(rng.integers(self.min_difficulty, self.max_difficulty + 1))
-            problem = generate(rng, difficulty)
+            problem = generate(rng, difficulty, self.max_operand)
             if split_of(problem.expression) == split:
                 return problem
 

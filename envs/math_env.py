@@ -33,6 +33,7 @@ class MathEnv(gymnasium.Env):
         split: str = "train",
         min_difficulty: int = 1,
         max_difficulty: int = 3,
+        max_operand: int | None = None,
         max_completion_chars: int = 256,
         verifier: MathVerifier | None = None,
         verifier_timeout_s: float = 2.0,
@@ -42,7 +43,7 @@ class MathEnv(gymnasium.Env):
         if max_completion_chars <= 0:
             raise ValueError(f"max_completion_chars must be > 0, got {max_completion_chars}")
         self.split = split
-        self.family = ArithFamily(min_difficulty, max_difficulty)
+        self.family = ArithFamily(min_difficulty, max_difficulty, max_operand)
         self.max_completion_chars = int(max_completion_chars)
         self._owns_verifier = verifier is None
         # Cheap: the verifier's child process starts on first use.

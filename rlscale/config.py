@@ -40,6 +40,7 @@ class PretrainConfig(_Strict):
     weight_decay: float = Field(0.1, ge=0)
     min_difficulty: int = Field(1, ge=1, le=6)
     max_difficulty: int = Field(3, ge=1, le=6)
+    max_operand: int | None = Field(None, ge=1, description="cap on operands (9 = single digits); null = default")
     answer_noise: float = Field(0.25, ge=0, lt=1, description="fraction of sloppy worked solutions")
     seed: int = 0
     eval_problems: int = Field(200, gt=0)

@@ -42,7 +42,7 @@ def settings_tag(size: str, cfg: PretrainConfig) -> str:
 
 def corpus_documents(cfg: PretrainConfig, rng: np.random.Generator):
     """Endless stream of 'prompt + worked solution' documents from the train split."""
-    family = ArithFamily(cfg.min_difficulty, cfg.max_difficulty)
+    family = ArithFamily(cfg.min_difficulty, cfg.max_difficulty, cfg.max_operand)
     while True:
         problem = family.sample(rng, "train")
         if rng.random() < cfg.answer_noise:
@@ -81,19 +81,25 @@ def hf_generate(model, tok, prompts: list[str], max_new_tokens: int, temperature
     return tok.batch_decode(out[:, enc.input_ids.shape[1]:], skip_special_tokens=True)
 
 
-def heldout_accuracy(model, tok, cfg: PretrainConfig, n: int, temperature: float) -> float:
-    family = ArithFamily(cfg.min_difficulty, cfg.max_difficulty)
+def heldout_accuracy(model, tok, cfg: PretrainConfig, n: int, temperature: float) -> dict:
+    """Accuracy on n held-out validation problems, overall and per difficulty, scored
+    exactly like the RL reward."""
+    family = ArithFamily(cfg.min_difficulty, cfg.max_difficulty, cfg.max_operand)
     problems = family.problems(n, seed=cfg.seed + 7, split="val")
-    correct = 0.0
+    rewards: list[float] = []
     env = MathEnv(split="val", max_completion_chars=512)  # the RL reward, scored the same way
     try:
         for i in range(0, n, 100):
             chunk = problems[i:i + 100]
             texts = hf_generate(model, tok, [p.prompt for p in chunk], 96, temperature, seed=i)
-            correct += sum(reward for reward, _ in env.score_many(chunk, texts))
+            rewards += [reward for reward, _ in env.score_many(chunk, texts)]
     finally:
         env.close()
-    return correct / n
+    by_difficulty: dict[str, list[float]] = {}
+    for problem, reward in zip(problems, rewards):
+        by_difficulty.setdefault(str(problem.difficulty), []).append(reward)
+    return {"overall": sum(rewards) / n,
+            "by_difficulty": {d: sum(r) / len(r) for d, r in sorted(by_difficulty.items())}}
 
 
 def pretrain(size: str, cfg: PretrainConfig, log=print) -> Path:
@@ -115,7 +121,7 @@ def pretrain(size: str, cfg: PretrainConfig, log=print) -> Path:
         frac = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
         return cfg.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * frac)))
 
-    val_docs = [p.prompt + p.solution for p in ArithFamily(cfg.min_difficulty, cfg.max_difficulty)
+    val_docs = [p.prompt + p.solution for p in ArithFamily(cfg.min_difficulty, cfg.max_difficulty, cfg.max_operand)
                 .problems(256, seed=cfg.seed + 3, split="val")]
     val_batch = next(packed_batches(iter(val_docs), tok, 16, cfg.seq_len))
     batches = packed_batches(corpus_documents(cfg, rng), tok, cfg.batch_size, cfg.seq_len)
@@ -149,16 +155,17 @@ def pretrain(size: str, cfg: PretrainConfig, log=print) -> Path:
             log(f"zoo: step {step + 1}/{cfg.steps} loss {loss.item():.3f} val_loss {val_loss:.3f}")
     train_s = time.time() - t0
     model.eval()
-    acc_greedy = heldout_accuracy(model, tok, cfg, cfg.eval_problems, temperature=0.0)
-    acc_sampled = heldout_accuracy(model, tok, cfg, cfg.eval_problems, temperature=1.0)
-    log(f"zoo: {size} held-out accuracy: greedy {acc_greedy:.3f}, sampled(T=1) {acc_sampled:.3f}")
+    greedy = heldout_accuracy(model, tok, cfg, cfg.eval_problems, temperature=0.0)
+    sampled = heldout_accuracy(model, tok, cfg, cfg.eval_problems, temperature=1.0)
+    log(f"zoo: {size} held-out accuracy: greedy {greedy['overall']:.3f}, sampled(T=1) {sampled['overall']:.3f}")
     model.save_pretrained(tmp, safe_serialization=True)
     tok.save_pretrained(tmp)
     with open(tmp / "pretrain_metrics.jsonl", "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in rows)
     summary = {"size": size, "n_params": shape.n_params, "n_params_total": shape.n_params_total,
                "tokens": rows[-1]["tokens"], "flops": rows[-1]["flops"], "final_val_loss": rows[-1]["val_loss"],
-               "heldout_accuracy_greedy": acc_greedy, "heldout_accuracy_sampled": acc_sampled,
+               "heldout_accuracy_greedy": greedy["overall"], "heldout_accuracy_sampled": sampled["overall"],
+               "heldout_by_difficulty": {"greedy": greedy["by_difficulty"], "sampled": sampled["by_difficulty"]},
                "eval_problems": cfg.eval_problems, "train_seconds": train_s, "settings": cfg.model_dump()}
     (tmp / "base_eval.json").write_text(json.dumps(summary, indent=2))
     (tmp / "done.json").write_text(json.dumps({"finished": time.time()}))
