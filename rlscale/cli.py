@@ -33,6 +33,23 @@ def _cmd_pretrain(args) -> int:
     return 0
 
 
+def _cmd_analyze(args) -> int:
+    from .analysis.analyze import analyze
+    from .analysis.loading import RunDirError
+    from .analysis.report_content import check_lines
+
+    try:
+        res = analyze(args.run_dirs, args.out, fit_until=args.fit_until or None, zoo_paths=args.zoo or (),
+                      metric=args.metric, compute=args.compute, drop_early=args.drop_early, n_boot=args.n_boot)
+    except RunDirError as e:
+        print(f"rlscale analyze: error: {e}", file=sys.stderr)
+        return 2
+    bar = "=" * 100
+    print("\n".join([bar, *check_lines(res), bar]))
+    print(f"report: {args.out}/report.html (and report.md, fits.json, {len(res['figures'])} PNG plots)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rlscale", description="RL-scaling testbed for language models")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -45,6 +62,18 @@ def main(argv: list[str] | None = None) -> int:
     pre.add_argument("--config", help="take the pretrain: section of this run config")
     pre.add_argument("overrides", nargs="*", help="overrides of the pretrain settings, e.g. steps=400")
     pre.set_defaults(fn=_cmd_pretrain)
+    ana = sub.add_parser("analyze", help="fit scaling laws to run directories; write plots and a report")
+    ana.add_argument("run_dirs", nargs="+", help="run directories (or a directory of them, e.g. runs/)")
+    ana.add_argument("--out", required=True, help="report directory (created)")
+    ana.add_argument("--fit-until", type=float, default=0.5,
+                     help="extrapolation check: fit on this fraction of each run's compute (0 = skip; default 0.5)")
+    ana.add_argument("--zoo", nargs="*", help="zoo checkpoints, or a directory of them (~/.cache/rlscale/zoo)")
+    ana.add_argument("--metric", default="val_mean_at_k", help="reward column of metrics.jsonl (default val_mean_at_k)")
+    ana.add_argument("--compute", default="cumulative_flops", help="compute column (cumulative_flops or cumulative_s)")
+    ana.add_argument("--drop-early", type=float, default=0.0,
+                     help="leave out the first fraction of each run's compute from the sigmoid fit (ScaleRL)")
+    ana.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples per fit (default 1000)")
+    ana.set_defaults(fn=_cmd_analyze)
     args = parser.parse_args(argv)
 
     from .config import ConfigError

@@ -1,0 +1,161 @@
+"""`rlscale analyze`: run directories (and zoo checkpoints) in; plots, report.md, report.html
+and fits.json out. Every law that cannot be fitted is reported with its refusal reason."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .across_sizes import fit_across_sizes
+from .compare import compare_fits, curve_points, extrapolation_check, fit_run, fit_setting
+from .density import capability_density, fit_loss_to_accuracy
+from .fitcore import Fit, FitRefused
+from .loading import RunDirError, expand_zoo_paths, load_runs, load_zoo
+from .pretrain_laws import compute_optimal, fit_chinchilla, loss_frontier
+from .rl_laws import fit_entropy_reward, fit_power_law
+from . import plots
+from .report_content import build_report
+
+ZOO_MIN_TOKENS_FRAC = 0.1  # the warm-up part of a pre-training curve follows no law
+
+
+def _attempt(fn, *args, **kwargs):
+    """(result, None) or (None, refusal reason)."""
+    try:
+        return fn(*args, **kwargs), None
+    except FitRefused as e:
+        return None, str(e)
+
+
+def zoo_dirs_of_runs(runs: pd.DataFrame) -> list[Path]:
+    """The zoo checkpoints the runs started from, where they are on this machine."""
+    if "run.model_path" not in runs:
+        return []
+    paths = {Path(p) for p in runs["run.model_path"].dropna().unique()}
+    return sorted(p for p in paths if (p / "pretrain_metrics.jsonl").is_file())
+
+
+def analyze_zoo(zoo: pd.DataFrame, runs: pd.DataFrame, metric: str, n_boot: int) -> dict:
+    out: dict = {"models": sorted(zoo["model"].unique())}
+    trained = zoo[zoo["tokens"] >= ZOO_MIN_TOKENS_FRAC * zoo.groupby("model")["tokens"].transform("max")]
+    f_c, f_l = loss_frontier(trained["flops"], trained["val_loss"])
+    out["frontier_points"] = {"flops": f_c.tolist(), "val_loss": f_l.tolist()}
+    out["frontier"], out["frontier_refused"] = _attempt(fit_power_law, f_c, f_l, n_boot=n_boot)
+    out["chinchilla"], out["chinchilla_refused"] = _attempt(
+        fit_chinchilla, trained["n_params"], trained["tokens"], trained["val_loss"], n_boot=min(n_boot, 200))
+    if out["chinchilla"] is not None:
+        top = float(zoo["flops"].max())
+        out["compute_optimal"] = compute_optimal(out["chinchilla"], [top, 10 * top, 100 * top])
+    finals = zoo[zoo["final"] & zoo["heldout_accuracy_sampled"].notna()]
+    out["loss_to_acc"], out["loss_to_acc_refused"] = _attempt(
+        fit_loss_to_accuracy, finals["val_loss"], finals["heldout_accuracy_sampled"], n_boot=n_boot)
+    out["density"] = []
+    if out["chinchilla"] is None or out["loss_to_acc"] is None:
+        out["density_refused"] = "needs both the Chinchilla law and the loss-to-accuracy sigmoid (see above)"
+        return out
+    tokens = float(finals["tokens"].median())  # the zoo's training tokens D, at which sizes are compared
+    for name, run in runs.groupby("run", sort=False):
+        C, R = curve_points(run, metric, "step")
+        n = run["n_params"].iloc[0]
+        if len(R) == 0 or n is None or pd.isna(n):
+            continue
+        for stage, acc in ((f"base (step {int(C[0])})", R[0]), (f"after RL (step {int(C[-1])})", R[-1])):
+            row, why = _attempt(capability_density, out["chinchilla"], out["loss_to_acc"], float(acc), float(n), tokens)
+            out["density"].append({"run": name, "stage": stage, **(row or {"refused": why, "accuracy": float(acc)})})
+    return out
+
+
+def analyze_across_sizes(runs: pd.DataFrame, metric: str, compute: str, n_boot: int) -> dict:
+    rows = runs[runs[metric].notna() & (runs[compute] > 0) & runs["n_params"].notna()]
+    points = pd.DataFrame({"n_params": rows["n_params"].astype(float), "C": rows[compute].astype(float),
+                           "err": 1 - rows[metric].astype(float), "run": rows["run"]})
+    fit, why = _attempt(fit_across_sizes, points["n_params"], points["C"], 1 - points["err"],
+                        groups=points["run"].to_numpy(), n_boot=n_boot)
+    return {"fit": fit, "refused": why, "points": points}
+
+
+def analyze(run_paths, out_dir, fit_until: float | None = 0.5, zoo_paths=(), metric: str = "val_mean_at_k",
+            compute: str = "cumulative_flops", drop_early: float = 0.0, n_boot: int = 1000, log=print) -> dict:
+    out_dir = Path(out_dir)
+    runs = load_runs(run_paths)
+    for col, what in ((metric, "--metric"), (compute, "--compute")):
+        if col not in runs or runs[col].notna().sum() == 0:
+            raise RunDirError(f"{what} {col!r}: no run logged any value for it; choose a metrics.jsonl field "
+                              "such as val_mean_at_k, reward_mean (metric) or cumulative_flops, cumulative_s (compute)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    res: dict = {"runs": list(dict.fromkeys(runs["run"])), "metric": metric, "compute": compute,
+                 "fit_until": fit_until, "drop_early": drop_early, "n_boot": n_boot}
+    log(f"analyze: {len(res['runs'])} run(s), metric {metric} against {compute}")
+
+    res["sigmoid"], res["sigmoid_refused"] = {}, {}
+    for name, run in runs.groupby("run", sort=False):
+        fit, why = _attempt(fit_run, run, metric, compute, drop_early, n_boot)
+        (res["sigmoid"] if fit else res["sigmoid_refused"])[name] = fit or why
+    res["setting_sigmoid"], res["setting_refused"] = {}, {}
+    for setting, group in runs.groupby("setting", sort=False):
+        members = list(dict.fromkeys(group["run"]))
+        if len(members) >= 2:  # seeds of one setting: one curve, bootstrapped over seeds
+            fit, why = _attempt(fit_setting, group, metric, compute, drop_early, n_boot)
+            key = f"{setting} ({len(members)} runs)"
+            (res["setting_sigmoid"] if fit else res["setting_refused"])[key] = fit or why
+    units = res["setting_sigmoid"] or res["sigmoid"]
+    res["comparison"] = compare_fits(units) if len(units) >= 2 else []
+
+    res["checks"] = {}
+    if fit_until:
+        for name, run in runs.groupby("run", sort=False):
+            res["checks"][name] = extrapolation_check(run, fit_until, metric, compute, drop_early, n_boot)
+
+    res["entropy"], res["entropy_refused"] = {}, {}
+    for name, run in runs.groupby("run", sort=False):
+        fit, why = _attempt(fit_entropy_reward, run["entropy"], run["reward_mean"], n_boot=n_boot)
+        (res["entropy"] if fit else res["entropy_refused"])[name] = fit or why
+
+    res["across_sizes"] = analyze_across_sizes(runs, metric, compute, n_boot)
+    zoo_dirs = list(dict.fromkeys((expand_zoo_paths(zoo_paths) if zoo_paths else []) + zoo_dirs_of_runs(runs)))
+    zoo = load_zoo(zoo_dirs) if zoo_dirs else None
+    res["zoo"] = analyze_zoo(zoo, runs, metric, n_boot) if zoo is not None else None
+
+    figures = [(plots.reward_vs_compute(runs, res["sigmoid"], res["checks"], metric, compute,
+                                        out_dir / "reward_vs_compute.png"),
+                "Reward against compute: measured points, ScaleRL fits, and the checked extrapolation"),
+               (plots.reward_vs_entropy(runs, res["entropy"], "reward_mean", out_dir / "reward_vs_entropy.png"),
+                "Training reward against token entropy with Cui et al.'s law"),
+               (plots.step_panels(runs, out_dir / "step_panels.png"), "Per-step training signals")]
+    if zoo is not None:
+        figures.append((plots.zoo_frontier(zoo, res["zoo"]["frontier"], res["zoo"]["chinchilla"],
+                                           out_dir / "zoo_frontier.png"),
+                        "Zoo pre-training loss against compute, with the compute frontier"))
+    if res["across_sizes"]["fit"] is not None:
+        figures.append((plots.error_across_sizes(res["across_sizes"]["points"], res["across_sizes"]["fit"], compute,
+                                                 out_dir / "error_across_sizes.png"),
+                        "Error rate against compute across base-model sizes (Tan et al.)"))
+    report = build_report(res, runs, figures)
+    (out_dir / "report.md").write_text(report.to_markdown())
+    (out_dir / "report.html").write_text(report.to_html())
+    (out_dir / "fits.json").write_text(json.dumps(to_json(res), indent=2, default=_json_default))
+    res["figures"] = [str(p) for p, _ in figures]
+    return res
+
+
+def _json_default(o):
+    if isinstance(o, Fit):
+        return o.to_json()
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, pd.DataFrame):
+        return None  # raw points live in the run directories already
+    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
+
+
+def to_json(res: dict) -> dict:
+    """fits.json: every fit as {law, params, ci95, n_points, bootstrap, ...}, every refusal as text."""
+    out = {k: v for k, v in res.items() if k not in ("checks", "across_sizes")}
+    out["checks"] = {k: {kk: vv for kk, vv in c.items()} for k, c in res["checks"].items()}
+    out["across_sizes"] = {"fit": res["across_sizes"]["fit"], "refused": res["across_sizes"]["refused"]}
+    return out

@@ -1,0 +1,162 @@
+"""What the analysis report says, section by section (the results dict of analyze.py in,
+a Report out). The extrapolation check comes first: it is the number a law is trusted by."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from .report import Report, with_ci
+
+REFERENCES = [
+    "Khatri et al. 2025, The Art of Scaling Reinforcement Learning Compute for LLMs (ScaleRL), arXiv:2510.13786",
+    "Cui et al. 2025, The Entropy Mechanism of Reinforcement Learning for Reasoning Language Models, "
+    "arXiv:2505.22617",
+    "Hoffmann et al. 2022, Training Compute-Optimal Large Language Models, arXiv:2203.15556",
+    "Besiroglu et al. 2024, Chinchilla Scaling: A replication attempt, arXiv:2404.10102",
+    "Tan et al. 2025, Scaling Behaviors of LLM Reinforcement Learning Post-Training: An Empirical Study in "
+    "Mathematical Reasoning, arXiv:2509.25300",
+    "Xiao et al. 2025, Densing Law of LLMs, arXiv:2412.04315",
+]
+
+
+def check_lines(res: dict) -> list[str]:
+    """The extrapolation check as plain lines (the report's box and the CLI's printout)."""
+    if not res["fit_until"]:
+        return ["extrapolation check not run (pass --fit-until F, e.g. 0.5)"]
+    lines = [f"EXTRAPOLATION CHECK: ScaleRL sigmoid fitted on the first {res['fit_until']:.0%} of each run's "
+             f"compute, {res['metric']} predicted at the run's final evaluation"]
+    for name, c in res["checks"].items():
+        if "refused" in c:
+            lines.append(f"  {name}: NO PREDICTION. {c['refused']}")
+            continue
+        se = f" ± {c['observed_se']:.3f} (1 SE)" if c.get("observed_se") is not None else ""
+        verdict = "consistent with the prediction" if c["consistent"] else "OUTSIDE the prediction's band"
+        p = c["fit"].params
+        ci = c["fit"].ci()
+        lines += [
+            f"  {name}: fit on {c['n_fit_points']} points up to C = {c['c_cut']:.3g}, predicting "
+            f"{c['n_held_out']} held-out point(s) out to C = {c['c_final']:.3g}",
+            f"    predicted {c['predicted']:.3f} [95% band {c['band95'][0]:.3f}, {c['band95'][1]:.3f}]   "
+            f"measured {c['observed']:.3f}{se}   error {c['error']:+.3f}   -> {verdict}",
+            f"    fitted A = {with_ci(p['A'], ci['A'])}, B = {with_ci(p['B'], ci['B'])}, "
+            f"C_mid = {with_ci(p['C_mid'], ci['C_mid'])}"]
+    return lines
+
+
+def _sigmoid_rows(fits: dict) -> list[list]:
+    rows = []
+    for name, f in fits.items():
+        ci = f.ci()
+        r0 = f.fixed.get("R0", f.params.get("R0"))
+        rows.append([name, f.n_points, r0, with_ci(f.params["A"], ci["A"]), with_ci(f.params["B"], ci["B"]),
+                     with_ci(f.params["C_mid"], ci["C_mid"]), f.rmse, f"{len(f.boot)} x {f.resampled}"])
+    return rows
+
+
+def _refusals(r: Report, refused: dict):
+    r.bullets([f"**{name}: not fitted.** {why}" for name, why in refused.items()])
+
+
+def _figure(r: Report, figures, stem: str):
+    for path, caption in figures:
+        if path.stem == stem:
+            r.image(path, caption)
+
+
+def _zoo_section(r: Report, zoo: dict | None, figures):
+    r.heading("Pre-training laws over the base-model zoo")
+    if zoo is None:
+        r.text("No zoo checkpoints found: pass them with `--zoo ~/.cache/rlscale/zoo` (runs that started from a "
+               "zoo model on this machine bring theirs automatically).")
+        return
+    r.text("Models: " + ", ".join(f"`{m}`" for m in zoo["models"]) + ".")
+    _figure(r, figures, "zoo_frontier")
+    if zoo["frontier"] is not None:
+        f, ci = zoo["frontier"], zoo["frontier"].ci()
+        r.text(f"Compute frontier (lowest loss reached at each compute, power law with floor): "
+               f"E = {with_ci(f.params['E'], ci['E'])}, alpha = {with_ci(f.params['alpha'], ci['alpha'])}.")
+    _refusals(r, {"frontier power law": zoo["frontier_refused"]} if zoo["frontier_refused"] else {})
+    r.heading("Chinchilla law L(N, D) = E + A/N^alpha + B/D^beta (Besiroglu et al. fitting)", 3)
+    chin = zoo["chinchilla"]
+    if chin is None:
+        _refusals(r, {"Chinchilla law": zoo["chinchilla_refused"]})
+    else:
+        ci = chin.ci()
+        r.table(["parameter", "value [95% CI]"], [[k, with_ci(v, ci[k])] for k, v in chin.params.items()])
+        r.table(["derived", "value [95% CI]"], [[k, with_ci(v[0], v[1:])] for k, v in chin.derived.items()])
+        r.table(["compute C (FLOPs)", "N_opt", "D_opt (tokens)", "tokens per parameter"],
+                [[row["C"], with_ci(row["N_opt"][0], row["N_opt"][1:]), with_ci(row["D_opt"][0], row["D_opt"][1:]),
+                  with_ci(row["tokens_per_param"][0], row["tokens_per_param"][1:])] for row in zoo["compute_optimal"]])
+        r.bullets(chin.notes)
+    r.heading("Capability density (Xiao et al.)", 3)
+    if zoo["loss_to_acc"] is None:
+        _refusals(r, {"loss-to-accuracy sigmoid": zoo["loss_to_acc_refused"]})
+    if zoo.get("density_refused"):
+        _refusals(r, {"capability density": zoo["density_refused"]})
+        return
+    rows = []
+    for d in zoo["density"]:
+        if "refused" in d:
+            rows.append([d["run"], d["stage"], d["accuracy"], "–", d["refused"]])
+        else:
+            rows.append([d["run"], d["stage"], d["accuracy"], with_ci(d["density"][0], d["density"][1:]),
+                         d.get("note", "")])
+    r.table(["run", "model", "accuracy", "density N_eff/N [95% CI]", "note"], rows)
+
+
+def build_report(res: dict, runs: pd.DataFrame, figures) -> Report:
+    r = Report(f"rlscale analysis: {len(res['runs'])} run(s)")
+    r.text(f"Reward metric `{res['metric']}` against compute `{res['compute']}`; "
+           f"{res['n_boot']} bootstrap resamples per fit; intervals are 95% percentile intervals.")
+    r.heading("Extrapolation check")
+    r.box(check_lines(res))
+    _figure(r, figures, "reward_vs_compute")
+
+    r.heading("RL compute curves: ScaleRL sigmoid R(C) = R0 + (A - R0) / (1 + (C_mid/C)^B)")
+    headers = ["run", "points", "R0", "A [95% CI]", "B [95% CI]", "C_mid [95% CI]", "rmse", "bootstrap"]
+    r.table(headers, _sigmoid_rows(res["sigmoid"]))
+    _refusals(r, res["sigmoid_refused"])
+    r.bullets([f"{name}: {note}" for name, f in res["sigmoid"].items() for note in f.notes])
+    if res["setting_sigmoid"] or res["setting_refused"]:
+        r.heading("Seeds of one setting pooled (bootstrap over runs)", 3)
+        r.table(headers, _sigmoid_rows(res["setting_sigmoid"]))
+        _refusals(r, res["setting_refused"])
+    if res["comparison"]:
+        r.heading("Comparison (A first; B and C_mid only where the A intervals overlap)", 3)
+        r.bullets([f"**{c['a']} vs {c['b']}**: " + "; ".join(filter(None, (c["A"], c["B"], c["C_mid"])))
+                   for c in res["comparison"]])
+
+    r.heading("Entropy and reward: R = -a exp(H) + b (Cui et al.)")
+    r.text("Fitted per step on the training reward and the entropy of the same rollouts. "
+           "R(H=0) = b - a is the reward the law predicts when the policy's entropy is used up.")
+    r.table(["run", "steps", "a [95% CI]", "b [95% CI]", "R(H=0) [95% CI]", "rmse"],
+            [[n, f.n_points, with_ci(f.params["a"], f.ci()["a"]), with_ci(f.params["b"], f.ci()["b"]),
+              with_ci(f.derived["R(H=0)"][0], f.derived["R(H=0)"][1:]), f.rmse] for n, f in res["entropy"].items()])
+    _refusals(r, res["entropy_refused"])
+    _figure(r, figures, "reward_vs_entropy")
+    r.heading("Training signals per step")
+    _figure(r, figures, "step_panels")
+
+    r.heading("RL across base-model sizes: log Err = -k(N) log C + E0(N) (Tan et al.)")
+    tan = res["across_sizes"]
+    if tan["fit"] is None:
+        _refusals(r, {"Tan et al. law": tan["refused"]})
+    else:
+        ci = tan["fit"].ci()
+        r.table(["parameter", "value [95% CI]"], [[k, with_ci(v, ci[k])] for k, v in tan["fit"].params.items()])
+        _figure(r, figures, "error_across_sizes")
+    _zoo_section(r, res["zoo"], figures)
+
+    r.heading("Runs")
+    rows = []
+    for name, run in runs.groupby("run", sort=False):
+        vals = run[res["metric"]].dropna()
+        rows.append([name, run["setting"].iloc[0], int(run["step"].max()), run["n_params"].iloc[0],
+                     vals.iloc[0] if len(vals) else None, vals.iloc[-1] if len(vals) else None,
+                     run[res["compute"]].max(), "yes" if run["finished"].iloc[0] else "no (still running?)"])
+    r.table(["run", "setting", "steps", "N", f"first {res['metric']}", f"last {res['metric']}",
+             f"max {res['compute']}", "finished"], rows)
+    r.heading("References")
+    r.bullets(REFERENCES)
+    return r
+
