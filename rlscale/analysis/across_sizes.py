@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .fitcore import (Fit, FitRefused, bootstrap, fit_robust, refit, refuse_at_bounds, refuse_if_flat,
-                      require_points, single_threaded_blas)
+                      refuse_if_unstable, require_points, single_threaded_blas)
 
 TAN = "Tan et al. log Err = -k(N) log C + E0(N), k(N) = k_max N/(N+N0)"
 
@@ -74,6 +74,7 @@ def fit_across_sizes(N, C, accuracy, groups=None, n_boot: int = 500, seed: int =
         return refit(residuals, jac, p, lower, upper, scale, args=(x[idx], y[idx], size_idx[idx]))
 
     boot, unit = bootstrap(refit_on, len(y), g, n_boot, seed, strata=size_idx)
+    refuse_if_unstable("Tan et al. law", ["k_max", "ln N0"], boot, lower[:2], upper[:2])
 
     def to_public(q):  # (k_max, N0, E0 at C = 1 per size)
         k = q[..., :1] * sizes / (sizes + np.exp(q[..., 1:2]))

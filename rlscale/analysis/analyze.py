@@ -94,14 +94,18 @@ def analyze(run_paths, out_dir, fit_until: float | None = 0.5, zoo_paths=(), met
     for name, run in runs.groupby("run", sort=False):
         fit, why = _attempt(fit_run, run, metric, compute, drop_early, n_boot)
         (res["sigmoid"] if fit else res["sigmoid_refused"])[name] = fit or why
-    res["setting_sigmoid"], res["setting_refused"] = {}, {}
+    # Compared units: a setting's seeds pooled into one curve (bootstrapped over seeds), or a lone run.
+    res["setting_sigmoid"], res["setting_refused"], units = {}, {}, {}
     for setting, group in runs.groupby("setting", sort=False):
         members = list(dict.fromkeys(group["run"]))
-        if len(members) >= 2:  # seeds of one setting: one curve, bootstrapped over seeds
+        if len(members) >= 2:
             fit, why = _attempt(fit_setting, group, metric, compute, drop_early, n_boot)
-            key = f"{setting} ({len(members)} runs)"
+            key = f"{setting} ({', '.join(members)})"
             (res["setting_sigmoid"] if fit else res["setting_refused"])[key] = fit or why
-    units = res["setting_sigmoid"] or res["sigmoid"]
+            units[key] = fit
+        else:
+            units[members[0]] = res["sigmoid"].get(members[0])
+    units = {k: v for k, v in units.items() if v is not None}
     res["comparison"] = compare_fits(units) if len(units) >= 2 else []
 
     res["checks"] = {}

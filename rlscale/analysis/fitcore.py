@@ -8,7 +8,9 @@ Every law in this package is fitted the same way:
    do not drag the curve,
 3. refusals: too few points, a curve no better than a constant, a parameter at a bound,
 4. a bootstrap: the robust pass re-run from the point estimate on resampled data
-   (whole runs or seeds where there are several, evaluation points otherwise).
+   (whole runs or seeds where there are several, evaluation points otherwise), and a
+   refusal when more than a fifth of the resamples run into a bound (a ridge the data
+   do not resolve, however tidy the point estimate looks).
 """
 
 from __future__ import annotations
@@ -23,9 +25,7 @@ from scipy.optimize import least_squares
 from threadpoolctl import threadpool_limits
 
 CI_LEVEL = 0.95
-# A parameter this close to a bound (relative to the bound's size, or to the range when that
-# is narrower) counts as pinned there.
-BOUND_RTOL = 1e-3
+BOUND_RTOL = 1e-3  # how close to a bound counts as pinned there (see _at_bound)
 
 
 class FitRefused(ValueError):
@@ -136,18 +136,42 @@ def refit(residuals, jac, x0, lower, upper, scale, args=()) -> np.ndarray:
     return r.x
 
 
+def _at_bound(v, lo: float, hi: float):
+    """'lower' / 'upper' / None for each value: within BOUND_RTOL of the bound's size (or of the
+    range when that is narrower)."""
+    near_lo = np.abs(v - lo) <= BOUND_RTOL * min(hi - lo, max(1.0, abs(lo)))
+    near_hi = np.abs(v - hi) <= BOUND_RTOL * min(hi - lo, max(1.0, abs(hi)))
+    return near_lo, near_hi
+
+
 def refuse_at_bounds(law: str, names, values, lower, upper, why: dict[str, str] | None = None,
                      skip: tuple[str, ...] = ()) -> None:
     """A parameter pinned at a bound means the data did not determine it: refuse.
     `skip` names parameters (or "name:lower" / "name:upper") whose bound is a legitimate value."""
     why = why or {}
     for name, v, lo, hi in zip(names, values, lower, upper):
-        near = lambda bound: abs(v - bound) <= BOUND_RTOL * min(hi - lo, max(1.0, abs(bound)))  # noqa: E731
-        side = "lower" if near(lo) else "upper" if near(hi) else None
+        near_lo, near_hi = _at_bound(v, lo, hi)
+        side = "lower" if near_lo else "upper" if near_hi else None
         if side and name not in skip and f"{name}:{side}" not in skip:
             bound = lo if side == "lower" else hi
             raise FitRefused(f"{law}: parameter {name} ran into its {side} bound ({bound:.4g}), so the data do "
                              f"not determine it. {why.get(name, 'More data over a wider range would help.')}")
+
+
+def refuse_if_unstable(law: str, names, boot: np.ndarray, lower, upper, max_share: float = 0.2,
+                       skip: tuple[str, ...] = ()) -> None:
+    """A point estimate inside the bounds can still sit on a ridge the data do not resolve:
+    refuse when more than `max_share` of the bootstrap refits run into a bound."""
+    if len(boot) == 0:
+        return
+    for j, (name, lo, hi) in enumerate(zip(names, lower, upper)):
+        near_lo, near_hi = _at_bound(boot[:, j], lo, hi)
+        hits = (near_lo if f"{name}:lower" not in skip else False) | (near_hi if f"{name}:upper" not in skip else False)
+        share = float(np.mean(hits))
+        if share > max_share and name not in skip:
+            raise FitRefused(f"{law}: unstable: in {share:.0%} of bootstrap resamples parameter {name} ran into its "
+                             "bound, so the data do not pin it down (the point estimate would look more certain "
+                             "than it is). More data over a wider range, past the curve's bend, would help.")
 
 
 def refuse_if_flat(law: str, y: np.ndarray, fitted_residuals: np.ndarray, n_params: int,

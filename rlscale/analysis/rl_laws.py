@@ -14,7 +14,7 @@ import numpy as np
 from scipy.special import expit
 
 from .fitcore import (Fit, FitRefused, bootstrap, derive, fit_robust, refit, refuse_at_bounds,
-                      refuse_if_flat, require_points, single_threaded_blas)
+                      refuse_if_flat, refuse_if_unstable, require_points, single_threaded_blas)
 
 SIGMOID = "ScaleRL sigmoid R(C) = R0 + (A - R0) / (1 + (C_mid/C)^B)"
 POWER = "power law with floor L(C) = E + K * C^-alpha"
@@ -95,6 +95,7 @@ def fit_sigmoid(C, R, r0: float | None = None, groups=None, drop_below: float = 
         return refit(residuals, jac, p, lower, upper, scale, args=(x[idx], y[idx]))
 
     boot, unit = bootstrap(refit_on, len(y), g, n_boot, seed)
+    refuse_if_unstable("sigmoid", ["A", "B", "ln C_mid", "R0"], boot, lower, upper)
     to_public = lambda q: np.concatenate([q[..., :2], np.exp(q[..., 2:3]), q[..., 3:]], axis=-1)  # noqa: E731
     fit = Fit(SIGMOID, names, to_public(p), to_public(boot) if len(boot) else boot, len(y), unit,
               float(np.sqrt(np.mean(res ** 2))),
@@ -151,6 +152,7 @@ def fit_power_law(C, L, groups=None, n_boot: int = 1000, seed: int = 0) -> Fit:
         return refit(residuals, jac, p, lower, upper, scale, args=(x[idx], L[idx]))
 
     boot, unit = bootstrap(refit_on, len(L), g, n_boot, seed)
+    refuse_if_unstable("power law", ["E", "ln K_ref", "alpha"], boot, lower, upper, skip=("E:lower",))
     to_public = lambda q: np.stack([q[..., 0], np.exp(q[..., 1]) * c_ref ** q[..., 2], q[..., 2]], -1)  # noqa: E731
     fit = Fit(POWER, names, to_public(p), to_public(boot) if len(boot) else boot, len(L), unit,
               float(np.sqrt(np.mean(res ** 2))), model=power_curve)
@@ -192,10 +194,10 @@ def fit_entropy_reward(H, R, groups=None, n_boot: int = 1000, seed: int = 0) -> 
 
     p, scale = fit_robust(residuals, jac, [[max(-slope, 1e-6), intercept], [1e-3, R.mean()]], lower, upper,
                           args=(z, R))
-    res = residuals(p, z, R)
-    refuse_if_flat("entropy-reward law", R, res, 2)
     refuse_at_bounds("entropy-reward law", ["a", "b"], p, lower, upper, why={
         "a": "Reward does not fall as entropy rises here (a would be negative), so the law does not hold."})
+    res = residuals(p, z, R)
+    refuse_if_flat("entropy-reward law", R, res, 2)
 
     def refit_on(idx):
         return refit(residuals, jac, p, lower, upper, scale, args=(z[idx], R[idx]))
