@@ -124,7 +124,7 @@ def analyze(run_paths, out_dir, fit_until: float | None = 0.5, zoo_paths=(), met
     res["zoo"] = analyze_zoo(zoo, runs, metric, n_boot) if zoo is not None else None
 
     figures = [(plots.reward_vs_compute(runs, res["sigmoid"], res["checks"], metric, compute,
-                                        out_dir / "reward_vs_compute.png"),
+                                        out_dir / "reward_vs_compute.png", refused=res["sigmoid_refused"]),
                 "Reward against compute: measured points, ScaleRL fits, and the checked extrapolation"),
                (plots.reward_vs_entropy(runs, res["entropy"], "reward_mean", out_dir / "reward_vs_entropy.png"),
                 "Training reward against token entropy with Cui et al.'s law"),

@@ -154,7 +154,8 @@ def refuse_at_bounds(law: str, names, values, lower, upper, why: dict[str, str] 
         side = "lower" if near_lo else "upper" if near_hi else None
         if side and name not in skip and f"{name}:{side}" not in skip:
             bound = lo if side == "lower" else hi
-            raise FitRefused(f"{law}: parameter {name} ran into its {side} bound ({bound:.4g}), so the data do "
+            shown = f"{name[3:]} = {np.exp(bound):.3g}" if name.startswith("ln ") else f"{bound:.4g}"
+            raise FitRefused(f"{law}: parameter {name} ran into its {side} bound ({shown}), so the data do "
                              f"not determine it. {why.get(name, 'More data over a wider range would help.')}")
 
 

@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from matplotlib.ticker import FormatStrFormatter  # noqa: E402
+from matplotlib.ticker import FormatStrFormatter, NullFormatter  # noqa: E402
 
 from .compare import curve_points  # noqa: E402
 
@@ -24,34 +24,44 @@ METRIC_LABEL = {"val_mean_at_k": "validation accuracy (mean@k)", "val_pass_at_k"
                 "reward_mean": "training reward (mean)"}
 
 
+def _log_x(ax) -> None:
+    """Log x axis with labels on the decades only (minor labels collide over short ranges)."""
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def _save(fig, path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 
 
-def reward_vs_compute(runs: pd.DataFrame, fits: dict, checks: dict, metric: str, compute: str, path: Path) -> Path:
+def reward_vs_compute(runs: pd.DataFrame, fits: dict, checks: dict, metric: str, compute: str, path: Path,
+                      refused: dict | None = None) -> Path:
     """Measured points, the full-data sigmoid, and (with --fit-until) the curve fitted on the
-    early window, continued dashed beyond it with its 95% bootstrap band."""
+    early window, continued dashed beyond it with its 95% bootstrap band. Runs whose fit was
+    refused show their points only, labelled so."""
     fig, ax = plt.subplots(figsize=(9, 5.5))  # legend outside: the page gets wider, the data stay clear
     for i, (name, run) in enumerate(runs.groupby("run", sort=False)):
         color = COLORS[i % len(COLORS)]
         C, R = curve_points(run, metric, compute)
         pos = C > 0
-        ax.scatter(C[pos], R[pos], color=color, s=22, zorder=3, label=f"{name} (measured)")
+        status = " - fit refused, see report" if name in (refused or {}) else ""
+        ax.scatter(C[pos], R[pos], color=color, s=22, zorder=3, label=f"{name} (measured{status})")
         if (~pos).any():  # the base model, at zero compute: shown at the left edge
             ax.scatter([C[pos].min() / 2] if pos.any() else [1], R[~pos][:1], color=color, marker="s", s=30,
                        zorder=3)
         fit = fits.get(name)
         if fit is not None and pos.any():
-            grid = np.geomspace(C[pos].min() / 2, C.max() * 3, 200)
+            start = max(C[pos].min() / 2, fit.fixed.get("drop_below", 0.0))  # not over a dropped early phase
+            grid = np.geomspace(start, C.max() * 3, 200)
             ax.plot(grid, fit.predict(grid), color=color, lw=1, alpha=0.6,
                     label=f"fit on all: A={fit.params['A']:.3f}, B={fit.params['B']:.2f}")
             ax.axhline(fit.params["A"], color=color, ls=":", lw=0.8, alpha=0.6)
         check = checks.get(name, {})
         if "fit" in check:
             cf, cut = check["fit"], check["c_cut"]
-            inside = np.geomspace(C[pos].min() / 2, cut, 100)
+            inside = np.geomspace(max(C[pos].min() / 2, cf.fixed.get("drop_below", 0.0)), cut, 100)
             beyond = np.geomspace(cut, C.max() * 3, 100)
             lo, hi = cf.band(beyond)
             ax.plot(inside, cf.predict(inside), color=color, lw=2.2)
@@ -61,7 +71,7 @@ def reward_vs_compute(runs: pd.DataFrame, fits: dict, checks: dict, metric: str,
             ax.axvline(cut, color=color, ls="-.", lw=0.8, alpha=0.7)
             ax.errorbar([check["c_final"]], [check["predicted"]], fmt="*", ms=14, color=color, mec="black",
                         zorder=4, label=f"predicted final {check['predicted']:.3f} vs measured {check['observed']:.3f}")
-    ax.set_xscale("log")
+    _log_x(ax)
     ax.set_xlabel(COMPUTE_LABEL.get(compute, compute) + ", log scale")
     ax.set_ylabel(METRIC_LABEL.get(metric, metric))
     ax.set_title("Reward against RL compute: ScaleRL sigmoid fits\n"
@@ -133,7 +143,7 @@ def zoo_frontier(zoo: pd.DataFrame, frontier_fit, chinchilla_fit, path: Path) ->
         p = frontier_fit.params
         ax.plot(grid, frontier_fit.predict(grid), color="black", lw=2.2,
                 label=f"frontier: L = {p['E']:.3f} + {p['K']:.3g} C^-{p['alpha']:.3f}")
-    ax.set_xscale("log")
+    _log_x(ax)
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))  # plain 2, 3, 4 instead of 2x10^0
     ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
@@ -153,7 +163,7 @@ def error_across_sizes(points: pd.DataFrame, fit, compute: str, path: Path) -> P
         ax.scatter(rows["C"], rows["err"], color=color, s=18, label=f"N = {n:,.0f}")
         grid = np.geomspace(rows["C"].min(), rows["C"].max(), 100)
         ax.plot(grid, fit.predict(np.stack([np.full_like(grid, n), grid], 1)), color=color, lw=1.8)
-    ax.set_xscale("log")
+    _log_x(ax)
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
     ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))

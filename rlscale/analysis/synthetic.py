@@ -18,10 +18,13 @@ from .rl_laws import sigmoid_curve
 
 def write_run(run_dir, *, A=0.7, B=1.5, c_mid=2e13, r0=0.1, steps=200, eval_every=10, flops_per_step=1e12,
               n_params=137_856, n_problems=200, k=4, prompts=32, group=8, entropy_a=0.25, seed=0,
-              overrides: tuple[str, ...] = ()) -> Path:
-    """An RL run whose validation accuracy follows ScaleRL's sigmoid in cumulative FLOPs and
-    whose training reward and entropy follow Cui et al.'s R = -a exp(H) + b, with binomial
-    evaluation noise of eval.n_problems x k samples."""
+              accuracy_at=None, overrides: tuple[str, ...] = ()) -> Path:
+    """An RL run whose validation accuracy follows ScaleRL's sigmoid in cumulative FLOPs (or
+    `accuracy_at(C)` if given) and whose training reward and entropy follow Cui et al.'s
+    R = -a exp(H) + b, with binomial evaluation noise of eval.n_problems x k samples."""
+    if accuracy_at is None:
+        def accuracy_at(c):
+            return float(sigmoid_curve([A, B, c_mid], [c], r0)[0]) if c > 0 else r0
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -33,14 +36,14 @@ def write_run(run_dir, *, A=0.7, B=1.5, c_mid=2e13, r0=0.1, steps=200, eval_ever
         "name": run_dir.name, "seed": seed, "command": ["synthetic"], "host": "synthetic",
         "model": {"source": "zoo", "zoo_size": cfg.model.zoo_size},
         "model_shape": {"n_params": n_params, "n_layers": 2, "d_attn": 64, "n_params_total": n_params}}))
-    entropy_b = A + entropy_a  # the law's R(H = 0) = b - a = A: entropy runs out at the ceiling
+    entropy_b = accuracy_at(1e30) + entropy_a  # R(H = 0) = b - a: entropy runs out at the ceiling
     rows, cum, t = [], 0.0, 0.0
     for step in range(steps + 1):
         row = {key: None for key in METRIC_FIELDS} | {"step": step, "policy_version": step}
         if step > 0:
             cum += flops_per_step * rng.uniform(0.9, 1.1)
             t += 2.0
-            p = float(sigmoid_curve([A, B, c_mid], [cum], r0)[0])
+            p = accuracy_at(cum)
             reward = rng.binomial(prompts * group, p) / (prompts * group)
             entropy = float(np.log(max(entropy_b - p, 1e-3) / entropy_a) + rng.normal(0, 0.02))
             row |= {"reward_mean": reward, "reward_std": float(np.sqrt(reward * (1 - reward))),
@@ -50,7 +53,7 @@ def write_run(run_dir, *, A=0.7, B=1.5, c_mid=2e13, r0=0.1, steps=200, eval_ever
                     "step_flops": flops_per_step, "rollout_s": 1.5, "step_s": 2.0}
         row |= {"time": 1.7e9 + t, "cumulative_flops": cum, "cumulative_s": t}
         if step % eval_every == 0 or step == steps:
-            p = float(sigmoid_curve([A, B, c_mid], [cum], r0)[0]) if step else r0
+            p = accuracy_at(cum)
             row["val_mean_at_k"] = rng.binomial(n_problems * k, p) / (n_problems * k)
             row["val_pass_at_k"] = min(1.0, 1 - (1 - p) ** k)
         rows.append(row)
