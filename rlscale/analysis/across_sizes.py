@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .fitcore import (Fit, FitRefused, bootstrap, fit_robust, refit, refuse_at_bounds, refuse_if_flat,
-                      refuse_if_unstable, require_points, single_threaded_blas)
+from .fitcore import Fit, FitRefused, fit_checked, require_points, single_threaded_blas
 
 TAN = "Tan et al. log Err = -k(N) log C + E0(N), k(N) = k_max N/(N+N0)"
 
@@ -47,11 +46,11 @@ def fit_across_sizes(N, C, accuracy, groups=None, n_boot: int = 500, seed: int =
     lower = [1e-4, ln_n.min() - 7] + [-50.0] * len(sizes)
     upper = [5.0, ln_n.max() + 7] + [5.0] * len(sizes)
 
-    def residuals(p, x, y, idx):
+    def residuals(p, x, idx, y):
         k = k_of_n(p[0], np.exp(p[1]), sizes)[idx]
         return -k * x + p[2:][idx] - y
 
-    def jac(p, x, y, idx):
+    def jac(p, x, idx, y):
         n0 = np.exp(p[1])
         frac = (sizes / (sizes + n0))[idx]
         out = np.zeros((len(x), len(p)))
@@ -62,19 +61,12 @@ def fit_across_sizes(N, C, accuracy, groups=None, n_boot: int = 500, seed: int =
 
     e0_start = [float(y[size_idx == i].mean()) for i in range(len(sizes))]
     starts = [[k, m] + e0_start for k in (0.05, 0.2, 1.0) for m in np.percentile(ln_n, [0, 50, 100])]
-    p, scale = fit_robust(residuals, jac, starts, lower, upper, args=(x, y, size_idx))
-    res = residuals(p, x, y, size_idx)
-    refuse_if_flat(TAN, y, res, len(p))
-    refuse_at_bounds("Tan et al. law", ["k_max", "ln N0"] + [f"E0[{s:.3g}]" for s in sizes], p, lower, upper, why={
-        "k_max": "Error does not fall with compute at a rate the law can describe.",
-        "ln N0": "The slopes do not saturate (or do not grow) with size across these models, "
-                 "so k_max and N0 are not separately determined."})
-
-    def refit_on(idx):
-        return refit(residuals, jac, p, lower, upper, scale, args=(x[idx], y[idx], size_idx[idx]))
-
-    boot, unit = bootstrap(refit_on, len(y), g, n_boot, seed, strata=size_idx)
-    refuse_if_unstable("Tan et al. law", ["k_max", "ln N0"], boot, lower[:2], upper[:2])
+    p, boot, unit, res = fit_checked(
+        "Tan et al. law", residuals, jac, starts, lower, upper, (x, size_idx, y),
+        ["k_max", "ln N0"] + [f"E0[{s:.3g}]" for s in sizes], groups=g, n_boot=n_boot, seed=seed, strata=size_idx,
+        why={"k_max": "Error does not fall with compute at a rate the law can describe.",
+             "ln N0": "The slopes do not saturate (or do not grow) with size across these models, "
+                      "so k_max and N0 are not separately determined."})
 
     def to_public(q):  # (k_max, N0, E0 at C = 1 per size)
         k = q[..., :1] * sizes / (sizes + np.exp(q[..., 1:2]))

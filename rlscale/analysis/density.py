@@ -15,8 +15,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit
 
-from .fitcore import (Fit, FitRefused, bootstrap, derive, fit_robust, refit, refuse_at_bounds, refuse_if_flat,
-                      require_points, single_threaded_blas)
+from .fitcore import Fit, FitRefused, derive, fit_checked, require_points, single_threaded_blas
 
 LOSS_TO_ACC = "accuracy from loss S(L) = 1 / (1 + exp(gamma (L - l0)))"
 
@@ -44,17 +43,15 @@ def fit_loss_to_accuracy(loss, accuracy, n_boot: int = 500, seed: int = 0) -> Fi
         return np.stack([-d * (L - p[1]), d * p[0]], axis=1)
 
     starts = [[g, m] for g in (0.5, 2.0, 8.0) for m in (loss.min(), np.median(loss), loss.max())]
-    p, scale = fit_robust(residuals, jac, starts, lower, upper, args=(loss, acc))
-    res = residuals(p, loss, acc)
-    if len(loss) > 3:  # with exactly 3 models the F-test has one degree of freedom: meaningless
-        refuse_if_flat(LOSS_TO_ACC, acc, res, 2)
-    refuse_at_bounds("loss-to-accuracy sigmoid", ["gamma", "l0"], p, lower, upper, why={
-        "gamma": "Accuracy does not change with loss across the zoo models in a way the law can describe.",
-        "l0": "The zoo's accuracies do not bracket the half-accuracy loss; add smaller or larger models."})
-    boot, unit = bootstrap(lambda idx: refit(residuals, jac, p, lower, upper, scale, args=(loss[idx], acc[idx])),
-                           len(loss), None, n_boot, seed)
+    # With exactly 3 models the flat-curve F-test has one degree of freedom (meaningless), and a
+    # bootstrap over 3-5 models often draws degenerate sets: its interval is rough, not refused.
+    p, boot, unit, res = fit_checked(
+        "loss-to-accuracy sigmoid", residuals, jac, starts, lower, upper, (loss, acc), ["gamma", "l0"],
+        n_boot=n_boot, seed=seed, check_flat=len(loss) > 3, check_unstable=False, why={
+            "gamma": "Accuracy does not change with loss across the zoo models in a way the law can describe.",
+            "l0": "The zoo's accuracies do not bracket the half-accuracy loss; add smaller or larger models."})
     return Fit(LOSS_TO_ACC, ["gamma", "l0"], p, boot, len(loss), unit, float(np.sqrt(np.mean(res ** 2))),
-               model=accuracy_curve)
+               model=accuracy_curve, notes=[f"fitted to {len(loss)} zoo models: a rough interval"])
 
 
 def _effective_params(chin, acc_law, accuracy: float, tokens: float) -> np.ndarray:

@@ -128,6 +128,34 @@ def fit_robust(residuals, jac, starts, lower, upper, args=()) -> tuple[np.ndarra
     return refit(residuals, jac, best.x, lower, upper, scale, args), scale
 
 
+def fit_checked(law: str, residuals, jac, starts, lower, upper, data: tuple, names, *, groups=None,
+                n_boot: int, seed: int, why: dict | None = None, skip: tuple[str, ...] = (), strata=None,
+                flat_first: bool = True, check_flat: bool = True, check_unstable: bool = True):
+    """The recipe every least-squares law follows (module docstring, steps 1-4).
+
+    `data` holds the per-point arrays passed to residuals/jac (the last one is the target y);
+    a bootstrap resample indexes all of them. `names` name the internal parameters in the
+    refusal messages. `flat_first` runs the flat-curve test before the bound test (a flat
+    curve pins parameters too, and "flat" is the better explanation); laws whose degenerate
+    fit means something more specific (e.g. a sign flip) test bounds first.
+    Returns (params, bootstrap params, what was resampled, residuals)."""
+    p, scale = fit_robust(residuals, jac, starts, lower, upper, args=data)
+    res = residuals(p, *data)
+    if check_flat and flat_first:
+        refuse_if_flat(law, data[-1], res, len(p))
+    refuse_at_bounds(law, names, p, lower, upper, why=why, skip=skip)
+    if check_flat and not flat_first:
+        refuse_if_flat(law, data[-1], res, len(p))
+
+    def refit_on(idx):
+        return refit(residuals, jac, p, lower, upper, scale, args=tuple(a[idx] for a in data))
+
+    boot, unit = bootstrap(refit_on, len(data[-1]), groups, n_boot, seed, strata=strata)
+    if check_unstable:
+        refuse_if_unstable(law, names, boot, lower, upper, skip=skip)
+    return p, boot, unit, res
+
+
 def refit(residuals, jac, x0, lower, upper, scale, args=()) -> np.ndarray:
     """One soft-L1 fit warm-started at x0 (the bootstrap's inner loop: one start is enough,
     because a resample's optimum sits near the full data's)."""

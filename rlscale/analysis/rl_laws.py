@@ -13,8 +13,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit
 
-from .fitcore import (Fit, FitRefused, bootstrap, derive, fit_robust, refit, refuse_at_bounds,
-                      refuse_if_flat, refuse_if_unstable, require_points, single_threaded_blas)
+from .fitcore import Fit, FitRefused, derive, fit_checked, require_points, single_threaded_blas
 
 SIGMOID = "ScaleRL sigmoid R(C) = R0 + (A - R0) / (1 + (C_mid/C)^B)"
 POWER = "power law with floor L(C) = E + K * C^-alpha"
@@ -80,22 +79,15 @@ def fit_sigmoid(C, R, r0: float | None = None, groups=None, drop_below: float = 
               for a in (hi_y, min(a_bounds[1], hi_y + 0.5 * (hi_y - lo_y) + 0.01))
               for b in (0.5, 1.0, 2.0, 4.0)
               for m in np.percentile(x, [25, 50, 75])]
-    p, scale = fit_robust(residuals, jac, starts, lower, upper, args=(x, y))
     names = ["A", "B", "C_mid"] + (["R0"] if free_r0 else [])
-    res = residuals(p, x, y)
-    refuse_if_flat("sigmoid", y, res, n_par)  # first: a flat curve also pins parameters
-    refuse_at_bounds("sigmoid", ["A", "B", "ln C_mid", "R0"], p, lower, upper, why={
-        "A": "The curve has not begun to level off within the data (or never left its start): "
-             "the asymptote is not determined. Train with more compute.",
-        "B": "The curve barely changes or changes in one jump; its efficiency is not determined.",
-        "ln C_mid": "The half-gain point lies far outside the measured compute range.",
-        "R0": "The start of the curve is not determined; pass r0 (the base model's reward)."})
-
-    def refit_on(idx):
-        return refit(residuals, jac, p, lower, upper, scale, args=(x[idx], y[idx]))
-
-    boot, unit = bootstrap(refit_on, len(y), g, n_boot, seed)
-    refuse_if_unstable("sigmoid", ["A", "B", "ln C_mid", "R0"], boot, lower, upper)
+    p, boot, unit, res = fit_checked(
+        "sigmoid", residuals, jac, starts, lower, upper, (x, y), ["A", "B", "ln C_mid", "R0"],
+        groups=g, n_boot=n_boot, seed=seed, why={
+            "A": "The curve has not begun to level off within the data (or never left its start): "
+                 "the asymptote is not determined. Train with more compute.",
+            "B": "The curve barely changes or changes in one jump; its efficiency is not determined.",
+            "ln C_mid": "The half-gain point lies far outside the measured compute range.",
+            "R0": "The start of the curve is not determined; pass r0 (the base model's reward)."})
     to_public = lambda q: np.concatenate([q[..., :2], np.exp(q[..., 2:3]), q[..., 3:]], axis=-1)  # noqa: E731
     fit = Fit(SIGMOID, names, to_public(p), to_public(boot) if len(boot) else boot, len(y), unit,
               float(np.sqrt(np.mean(res ** 2))),
@@ -140,19 +132,12 @@ def fit_power_law(C, L, groups=None, n_boot: int = 1000, seed: int = 0) -> Fit:
 
     starts = [[e, np.log(max(spread, 1e-12) * f), a] for e in (0.0, 0.5 * L.min(), 0.9 * L.min())
               for f in (0.3, 1.0) for a in (0.1, 0.3, 1.0)]
-    p, scale = fit_robust(residuals, jac, starts, lower, upper, args=(x, L))
     names = ["E", "K", "alpha"]
-    res = residuals(p, x, L)
-    refuse_if_flat("power law", L, res, 3)
-    refuse_at_bounds("power law", ["E", "ln K_ref", "alpha"], p, lower, upper, skip=("E:lower",), why={
-        "E": "The data have flattened onto their floor: the decay is not determined.",
-        "alpha": "The decay exponent is not determined by this compute range."})
-
-    def refit_on(idx):
-        return refit(residuals, jac, p, lower, upper, scale, args=(x[idx], L[idx]))
-
-    boot, unit = bootstrap(refit_on, len(L), g, n_boot, seed)
-    refuse_if_unstable("power law", ["E", "ln K_ref", "alpha"], boot, lower, upper, skip=("E:lower",))
+    p, boot, unit, res = fit_checked(
+        "power law", residuals, jac, starts, lower, upper, (x, L), ["E", "ln K_ref", "alpha"],
+        groups=g, n_boot=n_boot, seed=seed, skip=("E:lower",), why={
+            "E": "The data have flattened onto their floor: the decay is not determined.",
+            "alpha": "The decay exponent is not determined by this compute range."})
     to_public = lambda q: np.stack([q[..., 0], np.exp(q[..., 1]) * c_ref ** q[..., 2], q[..., 2]], -1)  # noqa: E731
     fit = Fit(POWER, names, to_public(p), to_public(boot) if len(boot) else boot, len(L), unit,
               float(np.sqrt(np.mean(res ** 2))), model=power_curve)
@@ -192,17 +177,10 @@ def fit_entropy_reward(H, R, groups=None, n_boot: int = 1000, seed: int = 0) -> 
     def jac(p, z, y):
         return np.stack([-z, np.ones_like(z)], axis=1)
 
-    p, scale = fit_robust(residuals, jac, [[max(-slope, 1e-6), intercept], [1e-3, R.mean()]], lower, upper,
-                          args=(z, R))
-    refuse_at_bounds("entropy-reward law", ["a", "b"], p, lower, upper, why={
-        "a": "Reward does not fall as entropy rises here (a would be negative), so the law does not hold."})
-    res = residuals(p, z, R)
-    refuse_if_flat("entropy-reward law", R, res, 2)
-
-    def refit_on(idx):
-        return refit(residuals, jac, p, lower, upper, scale, args=(z[idx], R[idx]))
-
-    boot, unit = bootstrap(refit_on, len(R), g, n_boot, seed)
+    p, boot, unit, res = fit_checked(
+        "entropy-reward law", residuals, jac, [[max(-slope, 1e-6), intercept], [1e-3, R.mean()]], lower, upper,
+        (z, R), ["a", "b"], groups=g, n_boot=n_boot, seed=seed, flat_first=False, why={
+            "a": "Reward does not fall as entropy rises here (a would be negative), so the law does not hold."})
     fit = Fit(ENTROPY, ["a", "b"], p, boot, len(R), unit, float(np.sqrt(np.mean(res ** 2))), model=entropy_curve)
     fit.derived["R(H=0)"] = derive(p[1] - p[0], boot[:, 1] - boot[:, 0] if len(boot) else boot)
     return fit
