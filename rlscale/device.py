@@ -34,7 +34,9 @@ def vllm_engine_kwargs(use_gpu: bool, rollout_cfg, dtype: str) -> dict:
     Ray actor (no extra engine process), the KV cache size comes from
     VLLM_CPU_KVCACHE_SPACE, and CUDA graphs do not exist so eager mode is used.
     """
-    kwargs = {"dtype": dtype, "max_model_len": rollout_cfg.max_model_len, "enforce_eager": not use_gpu}
+    # use_tqdm_on_load=False: the engine reloads weights every step; a bar each time is noise.
+    kwargs = {"dtype": dtype, "max_model_len": rollout_cfg.max_model_len, "enforce_eager": not use_gpu,
+              "use_tqdm_on_load": False}
     if use_gpu:
         kwargs["gpu_memory_utilization"] = rollout_cfg.gpu_memory_utilization
     else:

@@ -6,6 +6,7 @@ them with the environment, and reloads policy weights after each learner update.
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +24,14 @@ from .device import vllm_engine_kwargs
 PROBE_TEXT = "Q: 12+34-5\nA: 12+34=46\n46-5=41\n\\boxed{41}"
 
 
+def _hide_rope_reload_warning(record: logging.LogRecord) -> bool:
+    """vLLM's in-place reload warns "RotaryEmbedding: Failed to load weights" on every
+    sync: the RoPE cos/sin cache is computed, never part of a checkpoint, and vLLM puts
+    it back. Drop only that line; a real load failure still shows, and the probe check
+    in the orchestrator proves the weights changed."""
+    return not (record.args and record.args[0] == "RotaryEmbedding" and "Failed to load" in str(record.msg))
+
+
 class RolloutWorker:
     def __init__(self, model_path: str, rollout: dict, env: dict, seed: int, use_gpu: bool, dtype: str):
         from vllm import LLM  # imported here: the spawn guard needs engine creation inside the actor
@@ -30,6 +39,7 @@ class RolloutWorker:
         self.cfg = RolloutConfig.model_validate(rollout)
         env_cfg = EnvConfig.model_validate(env)
         self.llm = LLM(model=model_path, seed=seed, **vllm_engine_kwargs(use_gpu, self.cfg, dtype))
+        logging.getLogger("vllm.model_executor.model_loader.reload.layerwise").addFilter(_hide_rope_reload_warning)
         self.tok = self.llm.get_tokenizer()
         self.env = gymnasium.make(env_cfg.id, **env_cfg.kwargs).unwrapped
         self.weights_dir = Path(tempfile.mkdtemp(prefix="rlscale-weights-"))
