@@ -3,8 +3,11 @@
 setup:
 	@bash scripts/setup_env.sh
 
+# Pre-train xs (cached), run GRPO, then fit the run's curves into <run_dir>/report/.
 quickstart: setup
-	.venv/bin/rlscale run configs/quickstart.yaml
+	@run=runs/quickstart-$$(date +%Y%m%d-%H%M%S); \
+	.venv/bin/rlscale run configs/quickstart.yaml run_dir=$$run && \
+	.venv/bin/rlscale analyze $$run --out $$run/report
 
 test: setup
 	.venv/bin/python -m pytest -q tests

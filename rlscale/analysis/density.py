@@ -31,7 +31,8 @@ def fit_loss_to_accuracy(loss, accuracy, n_boot: int = 500, seed: int = 0) -> Fi
     loss, acc = np.asarray(loss, float), np.asarray(accuracy, float)
     keep = np.isfinite(loss) & np.isfinite(acc)
     loss, acc = loss[keep], acc[keep]
-    require_points(len(loss), 3, "loss-to-accuracy sigmoid", "zoo models")
+    require_points(len(loss), 3, "loss-to-accuracy sigmoid", "zoo models",
+                   "Pre-train more sizes with `rlscale pretrain --size s|m|l` and pass them with --zoo.")
     lower, upper = [1e-2, loss.min() - 5.0], [100.0, loss.max() + 5.0]
 
     def residuals(p, L, y):

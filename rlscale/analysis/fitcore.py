@@ -99,10 +99,10 @@ def derive(value: float, boot_values: np.ndarray, level: float = CI_LEVEL) -> tu
     return float(value), float(lo), float(hi)
 
 
-def require_points(n: int, need: int, law: str, what: str = "points") -> None:
+def require_points(n: int, need: int, law: str, what: str = "points",
+                   remedy: str = "Log more evaluations (eval.every) or run longer.") -> None:
     if n < need:
-        raise FitRefused(f"{law}: too few {what} ({n}); this law needs at least {need}. "
-                         "Log more evaluations (eval.every) or run longer.")
+        raise FitRefused(f"{law}: too few {what} ({n}); this law needs at least {need}. {remedy}")
 
 
 def fit_robust(residuals, jac, starts, lower, upper, args=()) -> tuple[np.ndarray, float]:
