@@ -28,9 +28,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .base import SPLITS
+
 MIN_DIFFICULTY = 1
 MAX_DIFFICULTY = 6
-SPLITS = ("train", "val")
 VAL_FRACTION_PER_MILLE = 100  # 10% of expressions are validation-only
 MAX_SLOPPY_OFFSET = 10
 

@@ -13,21 +13,17 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-import gymnasium
-from gymnasium import spaces
+import numpy as np
 
 from .answer import extract_boxed_answer
-from .arith import SPLITS, ArithFamily, ArithProblem
+from .arith import ArithFamily, ArithProblem
+from .base import TextEnv
 from .verify import MathVerifier
 
-# Printable ASCII plus newline: everything prompts and well-formed completions use.
-CHARSET = "".join(chr(c) for c in range(32, 127)) + "\n"
 MAX_PROMPT_CHARS = 64  # longest prompt (difficulty 6, 3-digit operands) is ~34
 
 
-class MathEnv(gymnasium.Env):
-    metadata = {"render_modes": []}
-
+class MathEnv(TextEnv):
     def __init__(
         self,
         split: str = "train",
@@ -38,48 +34,19 @@ class MathEnv(gymnasium.Env):
         verifier: MathVerifier | None = None,
         verifier_timeout_s: float = 2.0,
     ):
-        if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
-        if max_completion_chars <= 0:
-            raise ValueError(f"max_completion_chars must be > 0, got {max_completion_chars}")
-        self.split = split
+        super().__init__(split, max_completion_chars, MAX_PROMPT_CHARS)
         self.family = ArithFamily(min_difficulty, max_difficulty, max_operand)
-        self.max_completion_chars = int(max_completion_chars)
         self._owns_verifier = verifier is None
         # Cheap: the verifier's child process starts on first use.
         self.verifier = verifier if verifier is not None else MathVerifier(verifier_timeout_s)
-        self.observation_space = spaces.Text(
-            max_length=MAX_PROMPT_CHARS, min_length=0, charset=CHARSET
-        )
-        self.action_space = spaces.Text(
-            max_length=self.max_completion_chars, min_length=0, charset=CHARSET
-        )
-        self._problem: ArithProblem | None = None
 
-    @property
-    def problem(self) -> ArithProblem | None:
-        """The problem of the current episode (None before reset / after step)."""
-        return self._problem
+    def sample_problem(self, rng: np.random.Generator) -> ArithProblem:
+        return self.family.sample(rng, self.split)
 
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[str, dict[str, Any]]:
-        super().reset(seed=seed)
-        problem = (options or {}).get("problem")
-        if problem is None:
-            problem = self.family.sample(self.np_random, self.split)
-        elif not isinstance(problem, ArithProblem):
+    def problem_info(self, problem: ArithProblem) -> dict[str, Any]:
+        if not isinstance(problem, ArithProblem):
             raise TypeError(f"options['problem'] must be an ArithProblem, got {type(problem)!r}")
-        self._problem = problem
-        info = {"answer": problem.answer, "gold": problem.answer, "difficulty": problem.difficulty}
-        return problem.prompt, info
-
-    def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
-        if self._problem is None:
-            raise RuntimeError("MathEnv.step() called without an active episode: call reset() first")
-        problem, self._problem = self._problem, None  # single-step episode is now over
-        reward, info = self.score(problem, action)
-        return "", reward, True, False, info
+        return {"answer": problem.answer, "gold": problem.answer, "difficulty": problem.difficulty}
 
     def score(self, problem: ArithProblem, completion: str) -> tuple[float, dict[str, Any]]:
         return self.score_many([problem], [completion])[0]

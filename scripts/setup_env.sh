@@ -9,6 +9,18 @@ PY=${PYTHON:-python3}
 want=$(cat pyproject.toml scripts/setup_env.sh | sha256sum | cut -c1-16)
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then exit 0; fi
 
+# bubblewrap sandboxes generated code (envs/sandbox). Without it the sandbox falls back
+# to rlimits + unshare and says what protection is missing, so a failed install is not fatal.
+if ! command -v bwrap >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing bubblewrap (apt) for the code sandbox"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap; } >/dev/null 2>&1 \
+      || echo "setup: could not install bubblewrap; the code sandbox will use its weaker fallback" >&2
+  else
+    echo "setup: bubblewrap (bwrap) not found; install it (e.g. 'sudo apt-get install bubblewrap') for the full code sandbox" >&2
+  fi
+fi
+
 "$PY" -c 'import sys; assert sys.version_info >= (3, 11), "rlscale needs Python 3.11+"'
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 "$VENV/bin/pip" install -q --upgrade pip

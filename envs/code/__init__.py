@@ -1,0 +1,1 @@
+"""Code environments (HumanEval, JSONL code datasets, a procedural code family), scored in the sandbox."""

@@ -1,0 +1,1 @@
+"""Sandbox for generated code: one process per sample, resource limits, no network, read-only host."""
