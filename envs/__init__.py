@@ -5,6 +5,7 @@ together. Knows nothing about the trainer, Ray, vLLM or torch."""
 import gymnasium
 
 from .answer import MAX_ANSWER_CHARS, extract_boxed_answer
+from .base import SPLITS, TextEnv
 from .arith import ArithFamily, ArithProblem, solution_text, split_of
 from .math_env import MathEnv
 from .verify import MathVerifier, Verdict
@@ -22,6 +23,8 @@ __all__ = [
     "ArithProblem",
     "MathEnv",
     "MathVerifier",
+    "SPLITS",
+    "TextEnv",
     "Verdict",
     "extract_boxed_answer",
     "solution_text",
