@@ -1,23 +1,45 @@
-"""Task environments for rlscale: arithmetic problems, strict answer
-extraction, sandboxed math-verify scoring and a gymnasium env tying them
-together. Knows nothing about the trainer, Ray, vLLM or torch."""
+"""Task environments for rlscale, registered with gymnasium on import:
 
-import gymnasium
+    rlscale/Arith-v0         procedural arithmetic (math_env.py), optionally multi-turn
+    rlscale/ReasoningGym-v0  reasoning-gym's procedural tasks (reasoning_gym_env.py)
+    rlscale/MathJSONL-v0     user JSONL datasets, GSM8K or MATH style (jsonl_math.py)
+    rlscale/Mix-v0           a weighted mixture of any of them (mix.py)
+    + the code environments of ``rlscale_envs.code`` (HumanEval, code JSONL, procedural)
+
+Strict answer extraction (answer.py), sandboxed math-verify scoring (verify.py).
+Knows nothing about the trainer, Ray, vLLM or torch. See docs/envs-math.md."""
 
 from .answer import MAX_ANSWER_CHARS, extract_boxed_answer
 from .base import SPLITS, TextEnv
 from .arith import ArithFamily, ArithProblem, solution_text, split_of
 from .math_env import MathEnv
+from .registry import (
+    ARITH_ENV_ID,
+    MATH_JSONL_ENV_ID,
+    MIX_ENV_ID,
+    REASONING_GYM_ENV_ID,
+    UnknownEnvError,
+    make_text_env,
+    register_math_envs,
+    rlscale_env_ids,
+)
 from .verify import MathVerifier, Verdict
 
-ARITH_ENV_ID = "rlscale/Arith-v0"
+register_math_envs()
 
-# Guarded so re-importing (e.g. after importlib.reload) does not re-register.
-if ARITH_ENV_ID not in gymnasium.registry:
-    gymnasium.register(id=ARITH_ENV_ID, entry_point="rlscale_envs.math_env:MathEnv")
+from . import code as _code  # noqa: E402  (after the math ids, which code envs may mix with)
+
+if hasattr(_code, "register"):  # the code environments register themselves once written
+    _code.register()
 
 __all__ = [
     "ARITH_ENV_ID",
+    "MATH_JSONL_ENV_ID",
+    "MIX_ENV_ID",
+    "REASONING_GYM_ENV_ID",
+    "UnknownEnvError",
+    "make_text_env",
+    "rlscale_env_ids",
     "MAX_ANSWER_CHARS",
     "ArithFamily",
     "ArithProblem",

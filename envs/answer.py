@@ -2,7 +2,9 @@
 
 The rule: a completion of at most ``max_chars`` characters must contain exactly
 one ``\\boxed{...}``; its content (braces may nest, e.g. ``\\boxed{\\frac{1}{2}}``),
-stripped of surrounding whitespace, must be non-empty and at most 64 characters.
+stripped of surrounding whitespace, must be non-empty and at most 64 characters
+(``max_answer_chars``; environments whose gold answers are longer, e.g. some
+reasoning-gym tasks, raise it explicitly).
 
 Strictness is deliberate: a policy that hedges with several boxes, never
 commits, or rambles past the length budget gets reward 0 rather than partial
@@ -18,7 +20,7 @@ Braces are matched LaTeX-style: a backslash escapes the next character, so
   "multiple_answers"     more than one ``\\boxed{``
   "unbalanced_braces"    the box never closes
   "empty_answer"         the box holds only whitespace
-  "answer_too_long"      the box holds more than 64 characters
+  "answer_too_long"      the box holds more than ``max_answer_chars`` (default 64)
 """
 
 from __future__ import annotations
@@ -56,7 +58,9 @@ def _matching_close(text: str, start: int) -> int | None:
     return None
 
 
-def extract_boxed_answer(text: str, max_chars: int) -> tuple[str | None, str]:
+def extract_boxed_answer(
+    text: str, max_chars: int, max_answer_chars: int = MAX_ANSWER_CHARS
+) -> tuple[str | None, str]:
     """Return ``(answer, "ok")`` or ``(None, reason)``; see the module docstring."""
     if len(text) > max_chars:
         return None, "completion_too_long"
@@ -72,6 +76,6 @@ def extract_boxed_answer(text: str, max_chars: int) -> tuple[str | None, str]:
     answer = text[start:end].strip()
     if not answer:
         return None, "empty_answer"
-    if len(answer) > MAX_ANSWER_CHARS:
+    if len(answer) > max_answer_chars:
         return None, "answer_too_long"
     return answer, "ok"

@@ -1,9 +1,15 @@
-"""Single-step gymnasium environment over the arithmetic task family.
+"""Gymnasium environment over the arithmetic task family.
 
 Observation: the prompt text. Action: the completion text. Reward: 1.0 if the
 completion's single ``\\boxed{}`` answer verifies against the gold answer,
-else 0.0 (see ``answer.py`` for the strict format rule). Every episode ends
-after one step.
+else 0.0 (see ``answer.py`` for the strict format rule).
+
+With ``max_turns=1`` (the default) every episode ends after one step. With
+``max_turns > 1`` a wrong or malformed answer is answered with
+``"\\nThat is not correct (<reason>). Try again.\\nA: "`` (never the gold) and the
+policy answers again, up to ``max_turns`` answers; a correct answer ends the
+episode. The episode reward is the reward of its last turn: 1.0 iff some turn was
+correct (per-step rewards are 0 until then, so their sum is the same number).
 
 The trainer scores hundreds of completions per step, so ``score_many`` sends
 them to the verifier in one batch; ``step`` goes through the same code path.
@@ -15,9 +21,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .answer import extract_boxed_answer
 from .arith import ArithFamily, ArithProblem
 from .base import TextEnv
+from .math_scoring import check_max_turns, retry_feedback, score_against_gold
 from .verify import MathVerifier
 
 MAX_PROMPT_CHARS = 64  # longest prompt (difficulty 6, 3-digit operands) is ~34
@@ -33,8 +39,10 @@ class MathEnv(TextEnv):
         max_completion_chars: int = 256,
         verifier: MathVerifier | None = None,
         verifier_timeout_s: float = 2.0,
+        max_turns: int = 1,
     ):
         super().__init__(split, max_completion_chars, MAX_PROMPT_CHARS)
+        self.max_turns = check_max_turns(max_turns)
         self.family = ArithFamily(min_difficulty, max_difficulty, max_operand)
         self._owns_verifier = verifier is None
         # Cheap: the verifier's child process starts on first use.
@@ -59,28 +67,16 @@ class MathEnv(TextEnv):
             raise ValueError(
                 f"got {len(problems)} problems but {len(completions)} completions"
             )
-        extracted = [
-            extract_boxed_answer(str(c), self.max_completion_chars) for c in completions
-        ]
-        to_verify = [i for i, (_, reason) in enumerate(extracted) if reason == "ok"]
-        verdicts = self.verifier.verify_many(
-            [(problems[i].answer, extracted[i][0]) for i in to_verify]
+        scored = score_against_gold(
+            self.verifier, [p.answer for p in problems], completions, self.max_completion_chars
         )
-        verdict_of = dict(zip(to_verify, verdicts))
+        return [
+            (reward, {"answer": answer, "gold": p.answer, "reason": reason, "difficulty": p.difficulty})
+            for p, (reward, answer, reason) in zip(problems, scored)
+        ]
 
-        results = []
-        for i, (problem, (answer, reason)) in enumerate(zip(problems, extracted)):
-            correct = False
-            if i in verdict_of:
-                correct, reason = verdict_of[i].correct, verdict_of[i].reason
-            info = {
-                "answer": answer,
-                "gold": problem.answer,
-                "reason": reason,
-                "difficulty": problem.difficulty,
-            }
-            results.append((1.0 if correct else 0.0, info))
-        return results
+    def feedback(self, problem, completion, reward, info, turn) -> str | None:
+        return retry_feedback(reward, info)
 
     def close(self) -> None:
         if self._owns_verifier:
