@@ -9,6 +9,10 @@ Conventions (Kaplan et al. 2020, Table 1; Hoffmann et al. 2022, App. F):
 - A training step (forward + backward) costs 3x the forward: 6N plus 6 * n_layers * n_ctx * d_attn.
 - Rollout with a KV cache: the prompt is one prefill forward; each generated token is
   one forward attending to all earlier positions.
+- Multi-turn rollout: each turn is a fresh engine request whose prompt is the whole
+  context so far (prompt, earlier answers, env feedback), so each turn costs one prefill
+  of that context plus its own decode. Like shared prompts, an upper bound: vLLM's
+  prefix cache can skip re-prefilling context it still holds.
 """
 
 from __future__ import annotations
@@ -56,6 +60,12 @@ def rollout_flops(shape: ModelShape, prompt_lens: Iterable[int], completion_lens
     A prompt shared by G samples is prefilled once per sample here: vLLM's prefix
     cache can skip that, so this is an upper bound on prefill work."""
     return sum(forward_flops(shape, p, c) for p, c in zip(prompt_lens, completion_lens))
+
+
+def episode_rollout_flops(shape: ModelShape, turn_lens: Iterable[Iterable[tuple[int, int]]]) -> int:
+    """Rollout FLOPs of episodes given, per episode, (context tokens, generated tokens) for
+    each turn. A single-turn episode [(prompt, completion)] costs exactly rollout_flops."""
+    return sum(forward_flops(shape, ctx, gen) for turns in turn_lens for ctx, gen in turns)
 
 
 def train_flops(shape: ModelShape, seq_lens: Iterable[int]) -> int:

@@ -54,8 +54,28 @@ class PretrainConfig(_Strict):
 
 
 class EnvConfig(_Strict):
-    id: str = "rlscale/Arith-v0"
-    kwargs: dict[str, Any] = Field(default_factory=dict)
+    id: str = Field("rlscale/Arith-v0", description="a registered gymnasium id, e.g. rlscale/Mix-v0")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="the environment's constructor arguments")
+
+
+def check_env(env: EnvConfig) -> None:
+    """Build the configured environment once per split and close it again, so an unknown
+    id or bad kwargs stops the run here, before any actor starts or file is written,
+    in the environment's own words (which name the bad argument)."""
+    from rlscale_envs import SPLITS, UnknownEnvError, make_text_env
+
+    if "split" in env.kwargs:
+        raise ConfigError("invalid config:\n  env.kwargs.split: the trainer sets the split itself (train for "
+                          "rollouts, val for evaluation); remove it")
+    for split in SPLITS:
+        try:
+            built = make_text_env(env.id, env.kwargs, split)
+        except UnknownEnvError as e:
+            raise ConfigError(f"invalid config:\n  env.id: {e}") from None
+        except Exception as e:  # constructor errors vary: TypeError, ValueError, DatasetError ...
+            raise ConfigError(f"invalid config:\n  env.kwargs: {env.id} (split {split!r}) rejected its "
+                              f"arguments: {type(e).__name__}: {e}") from None
+        built.close()
 
 
 class RolloutConfig(_Strict):
@@ -64,7 +84,10 @@ class RolloutConfig(_Strict):
     group_size: int = Field(8, ge=2, description="G completions per prompt (GRPO needs >= 2)")
     temperature: float = Field(1.0, gt=0)
     top_p: float = Field(1.0, gt=0, le=1)
-    max_tokens: int = Field(96, gt=0)
+    max_tokens: int = Field(96, gt=0, description="tokens per answer (per turn in multi-turn episodes)")
+    max_episode_tokens: int | None = Field(
+        None, gt=0, description="multi-turn: cap on an episode's answer + feedback tokens over all turns; "
+                                "null = only max_model_len limits it")
     max_model_len: int = Field(256, ge=64)
     kv_cache_gib: float = Field(1.0, gt=0, description="CPU only: VLLM_CPU_KVCACHE_SPACE")
     gpu_memory_utilization: float = Field(0.5, gt=0, le=1, description="CUDA only")
@@ -123,6 +146,11 @@ class RunConfig(_Strict):
             )
         if self.rollout.max_tokens >= self.rollout.max_model_len:
             raise ValueError("rollout.max_tokens must be < rollout.max_model_len (prompt needs room)")
+        episode = self.rollout.max_episode_tokens
+        if episode is not None and not self.rollout.max_tokens <= episode < self.rollout.max_model_len:
+            raise ValueError(f"rollout.max_episode_tokens={episode} must be >= rollout.max_tokens="
+                             f"{self.rollout.max_tokens} (the first answer's cap) and < rollout.max_model_len="
+                             f"{self.rollout.max_model_len} (the prompt needs room)")
         return self
 
 
@@ -167,9 +195,11 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     except Exception as e:  # OmegaConf grammar or interpolation errors
         raise ConfigError(f"could not parse config/overrides: {e}") from None
     try:
-        return RunConfig.model_validate(data)
+        cfg = RunConfig.model_validate(data)
     except ValidationError as e:
         raise ConfigError(_describe(e, RunConfig)) from None
+    check_env(cfg.env)
+    return cfg
 
 
 def to_yaml(cfg: BaseModel) -> str:

@@ -19,12 +19,15 @@ from transformers import AutoModelForCausalLM
 from .compute import ModelShape
 from .config import AlgoConfig
 from .device import torch_device
-from .losses import POLICY_LOSSES, gather_logprobs, kl_k3, masked_mean, token_entropy
+from .losses import POLICY_LOSSES, gather_logprobs, kl_k3, masked_mean, regularized_policy_loss, token_entropy
 
 
-def pad_batch(prompt_ids: list[list[int]], completion_ids: list[list[int]], pad_id: int):
-    """Right-padded [B, L] inputs plus next-token targets and a completion mask [B, L-1]:
-    mask[b, t] = 1 where input position t predicts a completion token."""
+def pad_batch(prompt_ids: list[list[int]], completion_ids: list[list[int]], pad_id: int,
+              loss_mask: list[list[int]] | None = None):
+    """Right-padded [B, L] inputs plus next-token targets and a loss mask [B, L-1]:
+    mask[b, t] = 1 where input position t predicts a completion token the policy sampled.
+    ``loss_mask`` (per completion token, 1 = policy, 0 = env feedback in multi-turn
+    episodes) zeroes the feedback positions; None means every completion token counts."""
     seqs = [p + c for p, c in zip(prompt_ids, completion_ids)]
     L = max(len(s) for s in seqs)
     input_ids = torch.full((len(seqs), L), pad_id, dtype=torch.long)
@@ -33,7 +36,12 @@ def pad_batch(prompt_ids: list[list[int]], completion_ids: list[list[int]], pad_
     for b, (p, c) in enumerate(zip(prompt_ids, completion_ids)):
         input_ids[b, : len(p) + len(c)] = torch.tensor(p + c)
         attn[b, : len(p) + len(c)] = 1
-        mask[b, len(p) - 1 : len(p) + len(c) - 1] = 1
+        if loss_mask is None:
+            mask[b, len(p) - 1 : len(p) + len(c) - 1] = 1
+        else:
+            if len(loss_mask[b]) != len(c):
+                raise ValueError(f"sample {b}: loss_mask has {len(loss_mask[b])} entries for {len(c)} completion tokens")
+            mask[b, len(p) - 1 : len(p) + len(c) - 1] = torch.tensor(loss_mask[b], dtype=torch.float32)
     return input_ids, attn, input_ids[:, 1:], mask
 
 
@@ -90,10 +98,13 @@ class Learner:
         return torch.cat(old), torch.cat(ref), torch.cat(ent)
 
     def update(self, batch: dict) -> dict:
-        """batch: prompt_ids, completion_ids, sampling_logprobs (lists per sample), advantages [B]."""
+        """batch: prompt_ids, completion_ids, sampling_logprobs (lists per sample), advantages [B],
+        and optionally loss_mask (per completion token; 0 = env feedback, excluded from the
+        loss and from every per-token statistic)."""
         t0 = time.time()
         prompt_lens = [len(p) for p in batch["prompt_ids"]]
-        input_ids, attn, targets, mask = pad_batch(batch["prompt_ids"], batch["completion_ids"], self.pad_id)
+        input_ids, attn, targets, mask = pad_batch(batch["prompt_ids"], batch["completion_ids"], self.pad_id,
+                                                   batch.get("loss_mask"))
         adv = torch.tensor(batch["advantages"], dtype=torch.float32)
         B = input_ids.shape[0]
         mb = B // self.cfg.minibatches
@@ -114,10 +125,9 @@ class Learner:
                 idx = order[s:s + mb]
                 m = mask[idx].to(self.device)
                 logits = self._logits(self.policy, input_ids[idx], attn[idx])
-                logp = gather_logprobs(logits, targets[idx].to(self.device))
-                loss, terms = self.loss_fn(logp, old_logp[idx].to(self.device), adv[idx].to(self.device), m, self.cfg)
-                if self.cfg.kl_coef > 0:
-                    loss = loss + self.cfg.kl_coef * masked_mean(kl_k3(logp, ref_logp[idx].to(self.device)), m)
+                loss, terms = regularized_policy_loss(
+                    self.loss_fn, logits, targets[idx].to(self.device), old_logp[idx].to(self.device),
+                    ref_logp[idx].to(self.device), adv[idx].to(self.device), m, self.cfg)
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 gn = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.cfg.max_grad_norm)
@@ -125,7 +135,7 @@ class Learner:
                 agg["loss"].append(loss.item())
                 agg["grad_norm"].append(float(gn))
                 agg["clip_frac"].append(terms["clip_frac"])
-                agg["kl_old_new"].append(masked_mean(kl_k3(logp.detach(), old_logp[idx].to(self.device)), m).item())
+                agg["kl_old_new"].append(terms["kl_old_new"])
         self.version += 1
         stats.update({k: float(np.mean(v)) for k, v in agg.items()})
         stats.update({

