@@ -8,6 +8,7 @@ a hang costs one item (``"scorer_timeout"``: the child is killed and replaced), 
 crash costs one item (``"scorer_crashed"``), an exception scores that item 0
 (``"scorer_error"``), and the audit hook refuses process creation, network access,
 file writes and ctypes, so an answer cannot act on the host (``"scorer_error"``).
+The child gets a minimal environment (no inherited tokens or keys) and no stdin/stdout.
 
 Same process design as ``verify.py`` (fresh interpreter via subprocess, two OS
 pipes with multiprocessing Connections, an orphan watchdog, lazy restart): see its
@@ -52,6 +53,7 @@ _BLOCKED_EVENTS = (
 )
 
 
+_KEPT_ENV = ("PATH", "LANG", "LC_ALL", "TMPDIR")
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
 
@@ -124,6 +126,7 @@ class _Child:
                 # stdout: an answer may print(); keep it out of the trainer's log. stderr stays
                 # so a failing start shows its traceback.
                 pass_fds=(request_read, result_write), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                env={k: v for k, v in os.environ.items() if k in _KEPT_ENV},  # no inherited secrets
             )
         except BaseException:
             os.close(request_write)
