@@ -42,6 +42,7 @@ class CodeEnv(TextEnv):
         limits: dict | None = None,
         max_workers: int | None = None,
         sandbox_backend: str = "auto",
+        sandbox_uids: list[int] | None = None,
         max_prompt_chars: int = 8192,
     ):
         super().__init__(split, max_completion_chars, max_prompt_chars)
@@ -53,6 +54,8 @@ class CodeEnv(TextEnv):
         self.max_turns = max_turns
         self.limits = SandboxLimits.from_dict(limits)  # bad limits fail here, not mid-run
         self._pool_args = {"limits": self.limits, "max_workers": max_workers, "backend": sandbox_backend}
+        if sandbox_uids is not None:  # [first uid, count] for a root trainer; default 64000-64511
+            self._pool_args["uid_range"] = tuple(sandbox_uids)
         if sandbox_backend not in ("auto", "bwrap", "fallback"):
             raise ValueError(f"sandbox_backend must be 'auto', 'bwrap' or 'fallback', got {sandbox_backend!r}")
         self._pool: SandboxPool | None = None

@@ -36,6 +36,7 @@ from .runner import Backend, kill_tree, launch
 
 VERDICT_PREFIX = "RLSCALE-VERDICT"
 JUDGE_MEMORY_BYTES = 2 * 1024**3
+EXIT_GRACE_S = 1.0  # for a worker told to stop (EOF) to exit by itself
 DETAIL_CHARS = 160  # of a failure detail sent back (feedback, logs)
 STATUSES = ("passed", "failed", "load_error", "missing_function", "timeout", "crashed",
             "test_setup_error", "sandbox_error")
@@ -96,6 +97,7 @@ class _Channel:
         self.deadline, self.limits = deadline, limits
         self.calls = 0
         self.crashed = False  # the worker went away: worth asking why (a limit's signal?)
+        self.timed_out = False
         self.last_result = None
         self.has_result = False
 
@@ -103,6 +105,7 @@ class _Channel:
         try:
             wire.send(self.request_fd, message, self.deadline)
         except wire.WireTimeout:
+            self.timed_out = True
             raise _Abort("timeout", f"exceeded the {self.limits.wall_s:g}s wall-clock limit") from None
         except wire.WireClosed:
             self.crashed = True
@@ -112,6 +115,7 @@ class _Channel:
         try:
             return wire.recv(self.answer_fd, self.limits.message_bytes, self.deadline)
         except wire.WireTimeout:
+            self.timed_out = True
             raise _Abort("timeout", f"exceeded the {self.limits.wall_s:g}s wall-clock limit") from None
         except wire.WireClosed:
             self.crashed = True
@@ -294,8 +298,16 @@ def _judge_tests(job: dict, backend: Backend, limits: SandboxLimits, holder: dic
             return _run_tests(job, channel)
         finally:
             holder["signal"] = _exit_signal(proc) if channel.crashed else None
-            kill_tree(proc)
+            # EOF first: a worker still listening exits, and its pid namespace is torn
+            # down and reaped inside the sandbox before bwrap returns. A busy or hung
+            # one gets SIGKILL at once.
             os.close(request_w)
+            if not channel.timed_out:
+                try:
+                    proc.wait(timeout=EXIT_GRACE_S)
+                except subprocess.TimeoutExpired:
+                    pass
+            kill_tree(proc)
             os.close(answer_r)
 
 

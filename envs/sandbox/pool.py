@@ -27,7 +27,7 @@ from typing import Any, Mapping, Sequence
 from .harness import JUDGE_BOOTSTRAP, VERDICT_PREFIX
 from .limits import SandboxLimits
 from .runner import detect_backend, sandbox_env
-from .slots import SlotAllocator, sweep
+from .slots import DEFAULT_UID_BASE, DEFAULT_UID_COUNT, SlotAllocator, sweep
 
 log = logging.getLogger(__name__)
 
@@ -90,13 +90,20 @@ def _remove_tree(path: str) -> None:
 
 
 class SandboxPool:
+    """``uid_range`` = (first uid, count): the unprivileged uids samples run as when the
+    trainer is root (see slots.py); pick another range if 64000-64511 is in use here."""
+
     def __init__(self, limits: Mapping[str, Any] | SandboxLimits | None = None, max_workers: int | None = None,
-                 backend: str = "auto", python: str | None = None):
+                 backend: str = "auto", python: str | None = None,
+                 uid_range: Sequence[int] = (DEFAULT_UID_BASE, DEFAULT_UID_COUNT)):
         self.limits = SandboxLimits.from_dict(limits)
         self.max_workers = int(max_workers or os.cpu_count() or 1)
         if self.max_workers < 1:
             raise ValueError(f"max_workers must be >= 1, got {max_workers}")
-        self._slots = SlotAllocator() if os.geteuid() == 0 else None
+        if len(uid_range) != 2 or not all(isinstance(v, int) and v > 0 for v in uid_range):
+            raise ValueError(f"uid_range must be [first uid, count] of positive integers, got {uid_range!r}")
+        self.uid_range = (int(uid_range[0]), int(uid_range[1]))
+        self._slots = SlotAllocator(*self.uid_range) if os.geteuid() == 0 else None
         slot = self._slots.acquire() if self._slots else None
         try:  # probes once per process; raises with the reason if nothing can run samples
             self.backend = detect_backend(backend, python, slot.uid if slot else None)

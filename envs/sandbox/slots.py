@@ -81,20 +81,26 @@ class SlotAllocator:
 
 
 def _pids_of_uid(uid: int) -> list[int]:
-    pids = []
+    """Live processes whose real, effective, saved or filesystem uid is ``uid``. Zombies
+    are left out: they are dead already, and init reaps them."""
+    pids, wanted = [], str(uid).encode()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/status", "rb") as f:
-                for line in f:
-                    if line.startswith(b"Uid:"):
-                        # real, effective, saved, filesystem: any of them marks the sample
-                        if str(uid).encode() in line.split()[1:]:
-                            pids.append(int(entry))
-                        break
+                status = f.read()
         except OSError:
             continue  # exited meanwhile
+        state = uid_line = b""
+        for line in status.splitlines():
+            if line.startswith(b"State:"):
+                state = line
+            elif line.startswith(b"Uid:"):
+                uid_line = line
+                break
+        if wanted in uid_line.split()[1:] and b"(zombie)" not in state and b"(dead)" not in state:
+            pids.append(int(entry))
     return pids
 
 
