@@ -143,10 +143,20 @@ class Orchestrator:
                                     actors_ready_s=time.time() - t_start)
             summary = self._loop(run_log)
         finally:
+            self._stop_workers()
             run_log.close()
         summary["total_s"] = time.time() - t_start
         run_log.write_summary(summary)
         return run_log.dir
+
+    def _stop_workers(self) -> None:
+        """Let each rollout worker close its environment and delete its weight files; a
+        worker that already died has nothing left to clean, so errors are ignored."""
+        for worker in getattr(self, "workers", []):
+            try:
+                ray.get(worker.shutdown.remote(), timeout=60)
+            except Exception:  # noqa: BLE001  (cleanup must not mask the run's own error)
+                pass
 
     def _loop(self, run_log: RunLog) -> dict:
         cfg = self.cfg

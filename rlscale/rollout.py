@@ -161,6 +161,7 @@ class RolloutWorker:
         """Write the learner's weights locally and reload them into the engine in place.
         Goes through the actor's own disk, so it also works when learner and worker
         sit on different nodes of a cluster."""
+        self.weights_dir.mkdir(parents=True, exist_ok=True)  # shutdown() may have removed it
         save_file(state_dict, str(self.weights_dir / "model.safetensors"))
         self.llm.collective_rpc("reload_weights", kwargs={"weights_path": str(self.weights_dir)})
         self.llm.reset_prefix_cache()  # cached KV blocks were computed by the old weights
