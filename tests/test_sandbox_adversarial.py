@@ -161,6 +161,13 @@ FALLBACK_BASICS = ["sys_exit_at_load", "os_exit_in_call", "raise_keyboardinterru
                    "read_secret_environment_variable", "connect_to_host_loopback"]
 
 
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 class Host:
     """The things outside the sandbox that no sample may change."""
 
@@ -217,11 +224,13 @@ class Host:
                 stray.append(f"{proc.info['pid']}: {cmdline[:80]}")
         return stray
 
-    def assert_untouched(self, children_before: set[int]) -> None:
+    def assert_untouched(self, children_before: set[int], pool: SandboxPool | None = None) -> None:
+        """``pool``'s long-lived judges are expected children; anything under them is not."""
         deadline = time.monotonic() + 5.0  # a killed namespace is reaped asynchronously
         while True:
+            allowed = children_before | (pool.judge_pids if pool else set())
             new_children = [p.pid for p in psutil.Process().children(recursive=True)
-                            if p.pid not in children_before and p.status() != psutil.STATUS_ZOMBIE]
+                            if p.pid not in allowed and _alive(p)]
             stray = self.stray_processes()
             if not (new_children or stray) or time.monotonic() > deadline:
                 break
@@ -279,7 +288,7 @@ def test_honest_solution_scores_one_in_the_same_sandbox(env, problems, host):
     children = {p.pid for p in psutil.Process().children(recursive=True)}
     reward, info = env.score_many([problems["HumanEval/53"]], [HONEST_ADD])[0]
     assert (reward, info["reason"]) == (1.0, "passed")
-    host.assert_untouched(children)
+    host.assert_untouched(children, env.pool)
 
 
 @pytest.mark.parametrize("attack", sorted(ATTACKS))
@@ -290,7 +299,7 @@ def test_attack_scores_zero_and_leaves_host_untouched(env, problems, host, attac
     reward, info = _score(env, problems, host, attack)
     assert reward == 0.0, info
     assert info["reason"] != "passed"
-    host.assert_untouched(children)
+    host.assert_untouched(children, env.pool)
 
 
 def test_fork_bomb_is_held_to_the_process_limit(env, problems, host):
@@ -299,7 +308,7 @@ def test_fork_bomb_is_held_to_the_process_limit(env, problems, host):
     assert reward == 0.0
     returned = [int(f["detail"].split()[-1]) for f in info["failures"] if f["detail"].startswith("returned")]
     assert returned and all(-LIMITS["max_processes"] < value <= 0 for value in returned), info["failures"]
-    host.assert_untouched(children)
+    host.assert_untouched(children, env.pool)
 
 
 def test_limits_are_named_in_the_verdict(env, problems, host):
@@ -317,7 +326,7 @@ def test_attacks_and_an_honest_sample_in_one_batch(env, problems, host):
     batch.insert(len(batch) // 2, (problems["HumanEval/53"], HONEST_ADD))
     results = env.score_many([p for p, _ in batch], [c for _, c in batch])
     assert [r for r, _ in results] == [1.0 if c == HONEST_ADD else 0.0 for _, c in batch]
-    host.assert_untouched(children)
+    host.assert_untouched(children, env.pool)
 
 
 def test_sample_sees_only_a_minimal_environment_and_no_host_files(host):
@@ -368,4 +377,4 @@ def test_fallback_scores_basic_attacks_zero(fallback_env, problems, host, attack
     children = {p.pid for p in psutil.Process().children(recursive=True)}
     reward, info = _score(fallback_env, problems, host, attack)
     assert reward == 0.0, info
-    host.assert_untouched(children)
+    host.assert_untouched(children, fallback_env.pool)

@@ -1,7 +1,8 @@
 """The judge: the trusted half of scoring one sample, in its own process outside the sandbox.
 
-The pool starts one judge per sample (``python -I -S -c JUDGE_BOOTSTRAP``) and writes
-the job, with a per-execution random token, to its stdin. The judge
+The pool keeps one judge process per worker thread (``python -I -S -c JUDGE_BOOTSTRAP``)
+and writes each job, with a per-execution random token, to its stdin. For each job the
+judge
 
 1. starts the worker in the sandbox and sends it the candidate's program;
 2. runs the trusted setup code (e.g. the HumanEval prompt and its ``check``) in its own
@@ -41,14 +42,15 @@ DETAIL_CHARS = 160  # of a failure detail sent back (feedback, logs)
 STATUSES = ("passed", "failed", "load_error", "missing_function", "timeout", "crashed",
             "test_setup_error", "sandbox_error")
 
-# The pool runs this with `python -I -S -B -c JUDGE_BOOTSTRAP <dir holding envs/>`.
-# A stub parent package lets `rlscale_envs.sandbox` load without envs/__init__.py,
-# which would import gymnasium and numpy (not on the path with -S, and slow).
+# The pool runs this with `python -I -S -B -c JUDGE_BOOTSTRAP <the rlscale_envs dir>`.
+# Stub packages let the judge load its modules without running envs/__init__.py (which
+# imports gymnasium and numpy, not on the path with -S) or sandbox/__init__.py (the pool).
 JUDGE_BOOTSTRAP = """\
-import sys, types
-parent = types.ModuleType("rlscale_envs")
-parent.__path__ = [sys.argv[1]]
-sys.modules["rlscale_envs"] = parent
+import os, sys, types
+for name, path in (("rlscale_envs", sys.argv[1]), ("rlscale_envs.sandbox", os.path.join(sys.argv[1], "sandbox"))):
+    package = types.ModuleType(name)
+    package.__path__ = [path]
+    sys.modules[name] = package
 from rlscale_envs.sandbox import harness
 harness.judge_main()
 """
@@ -121,14 +123,19 @@ class _Channel:
             self.crashed = True
             raise _Abort("crashed", "the sandboxed process exited") from None
         except wire.WireError as exc:
+            self.crashed = True
             raise _Abort("crashed", f"the sandboxed process sent an invalid answer: {exc}") from None
 
     def call(self, name: str, args: tuple, kwargs: dict):
         try:
             request = {"id": self.calls, "name": name, "args": wire.encode(list(args)),
                        "kwargs": wire.encode(dict(kwargs))}
-        except wire.WireError as exc:
-            raise TypeError(f"test passes an argument the sandbox cannot carry: {exc}") from None
+        except wire.WireError as exc:  # a dataset problem, not the candidate's
+            error = TypeError(f"the test passes an argument the sandbox cannot carry: {exc}")
+            error.rlscale_harness = _detail(str(error))
+            raise error from None
+        if self.timed_out or self.crashed:  # test code swallowed an _Abort: stay stopped
+            raise _Abort("timeout" if self.timed_out else "crashed", "the sandboxed process is gone")
         self.calls += 1
         self.send(request)
         answer = self.receive()
@@ -195,6 +202,8 @@ def _run_tests(job: dict, channel: _Channel) -> dict:
         except Exception as exc:  # noqa: BLE001
             if hasattr(exc, "rlscale_candidate"):
                 failure = {"kind": "exception", "detail": exc.rlscale_candidate}
+            elif hasattr(exc, "rlscale_harness"):
+                failure = {"kind": "untestable", "detail": exc.rlscale_harness}
             else:  # e.g. comparing a str result with a number; the message could hold expected values
                 failure = {"kind": "wrong_answer", "detail": f"checking the result raised {type(exc).__name__}"}
         if failure is None:
@@ -334,9 +343,7 @@ def judge_program(job: dict, backend: Backend, limits: SandboxLimits) -> dict:
                 "seconds": time.monotonic() - started}
 
 
-def judge_main() -> None:
-    job = json.loads(sys.stdin.buffer.read())
-    resource.setrlimit(resource.RLIMIT_AS, (JUDGE_MEMORY_BYTES, JUDGE_MEMORY_BYTES))
+def _judge_one(job: dict) -> dict:
     limits = SandboxLimits(**job["limits"])
     backend = Backend(**{k: tuple(v) if isinstance(v, list) else v for k, v in job["backend"].items()})
     started = time.monotonic()
@@ -346,5 +353,20 @@ def judge_main() -> None:
     else:
         verdict = judge_program(job, backend, limits)
     verdict["seconds"] = round(time.monotonic() - started, 4)
-    sys.stdout.write(f"{VERDICT_PREFIX} {job['token']} {json.dumps(verdict)}\n")
-    sys.stdout.flush()
+    return verdict
+
+
+def judge_main() -> None:
+    """Serve jobs, one JSON line each on stdin, until EOF. The judge is long-lived (one
+    per pool thread) so a sample pays for the sandbox's start, not the judge's; every
+    sample still gets a fresh sandbox and a fresh test namespace."""
+    resource.setrlimit(resource.RLIMIT_AS, (JUDGE_MEMORY_BYTES, JUDGE_MEMORY_BYTES))
+    for line in sys.stdin.buffer:
+        job = json.loads(line)
+        try:
+            verdict = _judge_one(job)
+        except Exception as exc:  # noqa: BLE001 - one broken job must not end the judge
+            verdict = {"status": "sandbox_error", "passed": 0, "failures": [],
+                       "message": _detail(f"judge error {type(exc).__name__}: {exc}")}
+        sys.stdout.write(f"{VERDICT_PREFIX} {job['token']} {json.dumps(verdict)}\n")
+        sys.stdout.flush()

@@ -1,41 +1,37 @@
 """Bounded concurrent pool: many samples, each judged in its own process and sandbox.
 
 ``run_tests_many`` is what environments call with a whole step's completions. At most
-``max_workers`` judges run at once (threads that each wait on one judge subprocess, so
-the trainer's own threads and GIL stay free). Whatever a sample does, its entry comes
-back as a verdict: a judge that hangs is killed after the wall limit plus a margin,
-one that dies or prints no verdict with our token gives ``sandbox_error``. The
-trainer never sees an exception from a sample.
+``max_workers`` samples run at once: threads that each drive one long-lived judge
+process (judge_process.py), so the trainer's own threads and GIL stay free. Whatever a
+sample does, its entry comes back as a verdict: a judge that hangs is killed after the
+wall limit plus a margin ("timeout"), one that dies or prints no verdict with the job's
+token gives "sandbox_error". The trainer never sees an exception from a sample.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import secrets
 import shutil
 import stat
-import subprocess
-import sys
 import tempfile
-import time
+import threading
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, Sequence
 
-from .harness import JUDGE_BOOTSTRAP, VERDICT_PREFIX
+from .judge_process import JudgeFailed, JudgeProcess
 from .limits import SandboxLimits
-from .runner import detect_backend, sandbox_env
+from .runner import detect_backend
 from .slots import DEFAULT_UID_BASE, DEFAULT_UID_COUNT, SlotAllocator, sweep
 
 log = logging.getLogger(__name__)
 
-# Time a judge may take beyond the sample's wall limit: two interpreter starts and the
-# test setup on a loaded machine.
+# Time a judge may take beyond the sample's wall limit: its first start, the sandbox's
+# start and the test setup, on a loaded machine.
 JUDGE_MARGIN_S = 20.0
-# The directory of the rlscale_envs package itself (envs/ in a checkout).
-_ENVS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @dataclass(frozen=True)
@@ -89,6 +85,14 @@ def _remove_tree(path: str) -> None:
     shutil.rmtree(path, onerror=allow_and_retry)
 
 
+def _stop_judges(judges: list[JudgeProcess], lock: threading.Lock) -> None:
+    with lock:
+        stopping = list(judges)
+        judges.clear()
+    for judge in stopping:
+        judge.stop()
+
+
 class SandboxPool:
     """``uid_range`` = (first uid, count): the unprivileged uids samples run as when the
     trainer is root (see slots.py); pick another range if 64000-64511 is in use here."""
@@ -112,6 +116,11 @@ class SandboxPool:
                 sweep(slot.uid)
                 slot.release()
         self._executor = ThreadPoolExecutor(self.max_workers, thread_name_prefix="rlscale-sandbox")
+        self._local = threading.local()  # each pool thread's JudgeProcess
+        self._judges: list[JudgeProcess] = []
+        self._judges_lock = threading.Lock()
+        # A pool dropped without close() still ends its judges (they would exit at EOF anyway).
+        self._finalizer = weakref.finalize(self, _stop_judges, self._judges, self._judges_lock)
 
     # ---- public API ----------------------------------------------------------------
     def run_tests_many(self, jobs: Sequence[TestJob]) -> list[TestVerdict]:
@@ -125,8 +134,15 @@ class SandboxPool:
         return [ProgramResult(r.get("status", "sandbox_error"), r.get("returncode"), r.get("stdout", ""),
                               r.get("stderr", ""), r.get("seconds", 0.0), r.get("message", "")) for r in results]
 
+    @property
+    def judge_pids(self) -> set[int]:
+        """The long-lived judge processes (children of this process, by design)."""
+        with self._judges_lock:
+            return {j.process.pid for j in self._judges if j.process.poll() is None}
+
     def close(self) -> None:
         self._executor.shutdown(wait=True)
+        self._finalizer()
 
     def __enter__(self) -> "SandboxPool":
         return self
@@ -159,10 +175,9 @@ class SandboxPool:
                 host_tmp = tempfile.mkdtemp(prefix="rlscale-sandbox-")
                 if slot:
                     os.chown(host_tmp, slot.uid, slot.uid)
-            token = secrets.token_hex(16)
-            job = {**payload, "token": token, "uid": slot.uid if slot else None, "host_tmp": host_tmp,
-                   "limits": self.limits.to_dict(), "backend": asdict(self.backend)}
-            return self._judge(job, token)
+            job = {**payload, "token": secrets.token_hex(16), "uid": slot.uid if slot else None,
+                   "host_tmp": host_tmp, "limits": self.limits.to_dict(), "backend": asdict(self.backend)}
+            return self._judge(job)
         finally:
             if slot:
                 sweep(slot.uid)  # anything that outlived its namespace (the fallback's, mostly)
@@ -171,26 +186,17 @@ class SandboxPool:
             if slot:
                 slot.release()
 
-    def _judge(self, job: dict, token: str) -> dict:
-        judge = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-B", "-c", JUDGE_BOOTSTRAP, _ENVS_DIR],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env=sandbox_env(tempfile.gettempdir()), start_new_session=True,
-        )
+    def _judge(self, job: dict) -> dict:
+        judge = getattr(self._local, "judge", None)
+        if judge is None or not judge.usable:
+            if judge is not None:
+                judge.stop()
+            judge = self._local.judge = JudgeProcess()
+            with self._judges_lock:
+                self._judges.append(judge)
         try:
-            out, err = judge.communicate(json.dumps(job).encode(), timeout=self.limits.wall_s + JUDGE_MARGIN_S)
-        except subprocess.TimeoutExpired:
-            os.killpg(judge.pid, 9)  # the sandbox follows: it dies with its parent
-            judge.communicate()
-            return {"status": "timeout", "message": "the judge did not finish within the wall-clock limit"}
-        finally:
-            if judge.poll() is None:
-                judge.kill()
-                judge.wait()
-        prefix = f"{VERDICT_PREFIX} {token} "
-        for line in reversed(out.decode(errors="replace").splitlines()):
-            if line.startswith(prefix):
-                return json.loads(line[len(prefix):])
-        tail = err.decode(errors="replace").strip()[-500:]
-        log.warning("sandbox judge exited %s without a verdict: %s", judge.returncode, tail)
-        return {"status": "sandbox_error", "message": f"judge exited {judge.returncode} without a verdict: {tail}"}
+            return judge.run(job, self.limits.wall_s + JUDGE_MARGIN_S)
+        except JudgeFailed as failure:
+            if failure.status != "timeout":
+                log.warning("sandbox judge failed: %s", failure.message)
+            return {"status": failure.status, "message": failure.message}

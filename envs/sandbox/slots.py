@@ -24,7 +24,8 @@ from dataclasses import dataclass
 
 DEFAULT_UID_BASE = 64000  # Debian leaves 60000-64999 to dynamic/global allocation; we use the top
 DEFAULT_UID_COUNT = 512
-LOCK_DIR = "/run/rlscale-sandbox-slots"
+# /run is root's and memory-backed; a container without it uses the temp dir instead.
+LOCK_DIR = "/run/rlscale-sandbox-slots" if os.access("/run", os.W_OK) else "/tmp/rlscale-sandbox-slots-root"
 
 
 @dataclass

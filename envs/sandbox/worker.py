@@ -93,7 +93,6 @@ def _quiet_output() -> None:
 def main(max_processes: int, request_fd: int, answer_fd: int) -> None:
     import os
     import resource
-    import signal
     import sys
 
     # Inside a user namespace the kernel counts processes per namespace, so this bounds
