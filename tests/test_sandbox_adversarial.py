@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -251,6 +252,7 @@ class Host:
         self.listener.close()
         self.sentinel.kill()
         self.sentinel.wait()
+        shutil.rmtree(self.canary_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
