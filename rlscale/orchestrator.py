@@ -63,6 +63,13 @@ def draw_problems(env, n: int, seed: int, distinct: bool) -> list:
     raise ValueError(f"environment yielded only {len(problems)} distinct problems; lower eval.n_problems")
 
 
+MAX_REDRAWS = 20  # per prompt that does not fit the engine's context
+
+
+class PromptsDoNotFitError(RuntimeError):
+    """The environment's prompts are longer than the rollout engine's context."""
+
+
 def reward_by_env(rewards: list[float], env_names: list, default_name: str) -> dict[str, float]:
     """Mean reward per environment: per sub-environment for those that tag info["env"]
     (Mix), else one entry under the configured env id."""
@@ -143,26 +150,64 @@ class Orchestrator:
                                     actors_ready_s=time.time() - t_start)
             summary = self._loop(run_log)
         finally:
-            self._stop_workers()
+            self._delete_weight_files()
             run_log.close()
         summary["total_s"] = time.time() - t_start
         run_log.write_summary(summary)
         return run_log.dir
 
-    def _stop_workers(self) -> None:
-        """Let each rollout worker close its environment and delete its weight files; a
-        worker that already died has nothing left to clean, so errors are ignored."""
+    def _delete_weight_files(self) -> None:
+        """Let each rollout worker delete its synced weight files; a worker that already
+        died has nothing left to clean, so errors are ignored."""
         for worker in getattr(self, "workers", []):
             try:
-                ray.get(worker.shutdown.remote(), timeout=60)
+                ray.get(worker.delete_weight_files.remote(), timeout=60)
             except Exception:  # noqa: BLE001  (cleanup must not mask the run's own error)
                 pass
+
+    def _fits(self, problems: list) -> list[bool]:
+        """Whether each prompt leaves the engine room for at least one answer token. One
+        over-long prompt would make vLLM reject the whole batch, so such problems are
+        skipped (and counted) rather than sent."""
+        counts = ray.get(self.workers[0].prompt_token_counts.remote([p.prompt for p in problems]))
+        return [0 < c < self.cfg.rollout.max_model_len for c in counts]
+
+    def _too_long_hint(self) -> str:
+        return (f"the environment's prompts do not fit rollout.max_model_len={self.cfg.rollout.max_model_len} "
+                "tokens: raise rollout.max_model_len (up to the model's context), use a model with a longer "
+                "context, or pick shorter tasks in env.kwargs")
+
+    def _draw_train(self, env, seeds) -> tuple[list, int]:
+        """One problem per seed; a problem whose prompt does not fit is replaced by a fresh
+        draw. Returns the problems and how many were skipped."""
+        problems = [draw_problems(env, 1, int(s), distinct=False)[0] for s in seeds]
+        skipped = 0
+        for redraw in range(1, MAX_REDRAWS + 1):
+            bad = [i for i, ok in enumerate(self._fits(problems)) if not ok]
+            if not bad:
+                return problems, skipped
+            skipped += len(bad)
+            for i in bad:
+                problems[i] = draw_problems(env, 1, int(seeds[i]) + redraw * 1_000_003, distinct=False)[0]
+        raise PromptsDoNotFitError(f"{MAX_REDRAWS} redraws in a row were too long: {self._too_long_hint()}")
+
+    def _draw_val(self, env, run_log: RunLog) -> list:
+        cfg = self.cfg
+        drawn = draw_problems(env, cfg.eval.n_problems, cfg.eval.seed, distinct=True)
+        kept = [p for p, ok in zip(drawn, self._fits(drawn)) if ok]
+        if not kept:
+            raise PromptsDoNotFitError(f"no validation prompt fits: {self._too_long_hint()}")
+        if len(kept) < len(drawn):
+            self.log(f"warning: {len(drawn) - len(kept)} of {len(drawn)} validation prompts do not fit the "
+                     f"engine's context and are left out; {self._too_long_hint()}")
+        run_log.update_run_info(val_problems_used=len(kept), val_problems_too_long=len(drawn) - len(kept))
+        return kept
 
     def _loop(self, run_log: RunLog) -> dict:
         cfg = self.cfg
         train_env = make_text_env(cfg.env.id, cfg.env.kwargs, "train")
         val_env = make_text_env(cfg.env.id, cfg.env.kwargs, "val")
-        val_problems = draw_problems(val_env, cfg.eval.n_problems, cfg.eval.seed, distinct=True)
+        val_problems = self._draw_val(val_env, run_log)
         rng = np.random.default_rng(cfg.seed)
         P, G = cfg.rollout.prompts_per_step, cfg.rollout.group_size
         totals = {"flops": 0, "tokens": 0, "seconds": 0.0}
@@ -176,7 +221,7 @@ class Orchestrator:
         for step in bar:
             t0 = time.time()
             seeds = rng.integers(0, 2**31 - 1, size=P)
-            problems = [draw_problems(train_env, 1, int(s), distinct=False)[0] for s in seeds]
+            problems, skipped = self._draw_train(train_env, seeds)
             parts = ray.get([w.generate.remote(chunk, G)
                              for w, chunk in zip(self.workers, _split(problems, len(self.workers)))])
             batch = {k: [x for part in parts for x in part[k]] for k in parts[0] if isinstance(parts[0][k], list)}
@@ -206,7 +251,8 @@ class Orchestrator:
                 "step": step, "policy_version": stats["policy_version"], "time": time.time(),
                 "reward_mean": float(rewards.mean()), "reward_std": float(rewards.std()),
                 "entropy": stats["entropy"], "response_len_mean": float(np.mean(comp_lens)),
-                "truncated_frac": float(np.mean(batch["truncated"])), "turns_mean": float(np.mean(batch["turns"])),
+                "truncated_frac": float(np.mean(batch["truncated"])), "prompts_skipped": skipped,
+                "turns_mean": float(np.mean(batch["turns"])),
                 "reward_by_env": reward_by_env(batch["rewards"], batch["env_names"], cfg.env.id),
                 "kl_ref": stats["kl_ref"], "kl_old_new": stats["kl_old_new"], "clip_frac": stats["clip_frac"],
                 "loss": stats["loss"], "grad_norm": stats["grad_norm"],
@@ -240,5 +286,5 @@ class Orchestrator:
         return {"steps": cfg.steps, "base_val_mean_at_k": base["val_mean_at_k"],
                 "base_val_pass_at_k": base["val_pass_at_k"], "final_val_mean_at_k": final["val_mean_at_k"],
                 "final_val_pass_at_k": final["val_pass_at_k"], "eval_k": cfg.eval.k,
-                "eval_problems": cfg.eval.n_problems, "total_flops": totals["flops"],
+                "eval_problems": len(val_problems), "total_flops": totals["flops"],
                 "rl_loop_s": totals["seconds"]}

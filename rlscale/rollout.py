@@ -167,6 +167,11 @@ class RolloutWorker:
         self.llm.reset_prefix_cache()  # cached KV blocks were computed by the old weights
         self.version = version
 
+    def prompt_token_counts(self, prompts: list[str]) -> list[int]:
+        """How many tokens each prompt takes in this engine (vLLM refuses prompts that do
+        not fit max_model_len, so the orchestrator skips those before sampling)."""
+        return [len(ids) for ids in self.tok(prompts).input_ids]
+
     def probe_token_ids(self) -> list[int]:
         return self.tok(PROBE_TEXT).input_ids
 
@@ -179,8 +184,10 @@ class RolloutWorker:
                                 use_tqdm=False)[0]
         return [lp[t].logprob for lp, t in zip(out.prompt_logprobs[1:], ids[1:])]
 
-    def shutdown(self) -> None:
+    def delete_weight_files(self) -> None:
+        """The synced checkpoints live outside the run directory; remove them when the run
+        ends. The engine stays usable (the next load_weights recreates the folder), and
+        the env's scorer processes end with this actor."""
         import shutil
 
-        self.env.close()
         shutil.rmtree(self.weights_dir, ignore_errors=True)

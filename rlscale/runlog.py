@@ -26,7 +26,7 @@ from .config import RunConfig, to_yaml
 METRIC_FIELDS = [
     "step", "policy_version", "time",
     "reward_mean", "reward_std", "val_mean_at_k", "val_pass_at_k",
-    "entropy", "response_len_mean", "truncated_frac", "turns_mean", "reward_by_env",
+    "entropy", "response_len_mean", "truncated_frac", "prompts_skipped", "turns_mean", "reward_by_env",
     "kl_ref", "kl_old_new", "clip_frac",
     "loss", "grad_norm", "logprob_diff", "sync_probe_diff", "engine_probe_shift",
     "learner_probe_shift",
