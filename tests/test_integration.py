@@ -28,6 +28,7 @@ def finished_run(tmp_path_factory):
     orch = Orchestrator(cfg)
     run_dir = orch.run()
     yield orch, run_dir
+    orch._delete_weight_files()  # the tests below sync weights again after the run
     ray.shutdown()
 
 
