@@ -1,23 +1,29 @@
-"""Run a third-party scoring function in a child interpreter, item by item, with a
-hard wall-clock deadline per item, a memory limit and an audit hook.
+"""Run a scoring function in a child interpreter, item by item, with a hard
+wall-clock deadline per item, a memory limit and an audit hook. The one process
+design behind both ``MathVerifier`` (``verify.py``) and the reasoning-gym scorer.
 
-Why: scorers we do not control (reasoning-gym's ``score_answer`` runs sympy's
-``parse_expr``, i.e. ``eval``, on the policy's answer for some tasks) can hang on
-``9**9**9**9``, eat memory, raise anything, or try to touch the host. In the child
-a hang costs one item (``"scorer_timeout"``: the child is killed and replaced), a
-crash costs one item (``"scorer_crashed"``), an exception scores that item 0
-(``"scorer_error"``), and the audit hook refuses process creation, network access,
-file writes and ctypes, so an answer cannot act on the host (``"scorer_error"``).
-The child gets a minimal environment (no inherited tokens or keys) and no stdin/stdout.
+Why a child process: scorers can hang or eat memory on hostile answers (sympy on
+``9^{9^{9^9}}``; reasoning-gym's ``score_answer`` runs sympy's ``parse_expr``, i.e.
+``eval``, on the policy's answer for some tasks), and in-process timeouts such as
+math-verify's use SIGALRM, which only works on the main thread (the trainer may call
+us from a threaded Ray actor). In the child a hang costs one item
+(``"scorer_timeout"``: the child is killed and replaced lazily), a crash costs one
+item (``"scorer_crashed"``), an exception scores that item 0 (``"scorer_error"``),
+and the audit hook refuses process creation, network access, file writes and
+ctypes, so an answer cannot act on the host (``"scorer_error"``). The child gets a
+minimal environment (no inherited tokens or keys) and no stdin/stdout.
 
-Same process design as ``verify.py`` (fresh interpreter via subprocess, two OS
-pipes with multiprocessing Connections, an orphan watchdog, lazy restart): see its
-docstring for why not multiprocessing "spawn". This module imports only the stdlib
-at top level because the child loads it by file path.
+The child is a fresh interpreter (fork+exec like multiprocessing's "spawn", so safe
+from threaded parents) started with subprocess: "spawn" would re-run the parent's
+``__main__`` script in the child (fatal without a ``__main__`` guard, and it drags
+torch/ray imports into every restart). This module imports only the stdlib at top
+level, so the child loads it by file path (not as part of its package, whose
+``__init__`` would import gymnasium/numpy). Messages use multiprocessing's
+Connection over two OS pipes; an orphan watchdog stops the child if the parent dies.
 
-The child side is a *handler module* (a file path) defining
-``make_scorer(spec) -> callable(item) -> float``; ``spec`` and the items travel
-pickled.
+The child side is a *handler module* (a file path, stdlib-only top level) defining
+``make_scorer(spec) -> callable(item) -> score | (score, reason)``; a bare score is
+reported with reason ``"ok"``. ``spec`` and the items travel pickled.
 """
 
 from __future__ import annotations
@@ -70,6 +76,7 @@ def _audit(event: str, args: tuple) -> None:
 
 
 def _exit_when_orphaned(parent_pid: int) -> None:
+    """Child-side watchdog: if the parent dies without closing us, stop."""
     import time
 
     while True:
@@ -106,7 +113,9 @@ def _child_main(read_fd: int, write_fd: int, memory_limit_bytes: int, parent_pid
             return
         for item in batch:
             try:
-                results.send((float(score(item)), "ok"))
+                result = score(item)
+                value, reason = result if isinstance(result, tuple) else (result, "ok")
+                results.send((float(value), str(reason)))
             except MemoryError:
                 results.send((None, "scorer_crashed"))
                 return  # the heap may be broken; the parent starts a fresh child
@@ -115,6 +124,8 @@ def _child_main(read_fd: int, write_fd: int, memory_limit_bytes: int, parent_pid
 
 
 class _Child:
+    """One child process and the parent's ends of its two pipes."""
+
     def __init__(self, handler_file: str, spec, memory_limit_bytes: int, start_timeout_s: float):
         request_read, request_write = os.pipe()
         result_read, result_write = os.pipe()
@@ -133,6 +144,7 @@ class _Child:
             os.close(result_read)
             raise
         finally:
+            # Only the child may hold these, so each side sees EOF when the other dies.
             os.close(request_read)
             os.close(result_write)
         self.requests = Connection(request_write, readable=False)
@@ -157,6 +169,7 @@ class _Child:
         return self.process.poll() is None
 
     def stop(self) -> None:
+        """Ask politely, then kill; always reaps the child."""
         if self.alive():
             try:
                 self.requests.send(None)
@@ -171,6 +184,7 @@ class _Child:
 
 
 def _stop_child_in(holder: list) -> None:
+    """Finalizer shared by close(), __del__ and interpreter exit."""
     child, holder[0] = holder[0], None
     if child is not None:
         child.stop()
@@ -189,7 +203,8 @@ class IsolatedScorer:
         self.timeout_s, self.memory_limit_bytes, self.start_timeout_s = timeout_s, memory_limit_bytes, start_timeout_s
         self._lock = threading.Lock()
         self._closed = False
-        self._holder: list[_Child | None] = [None]
+        self._holder: list[_Child | None] = [None]  # mutable so restarts stay finalizable
+        # Runs on close(), on garbage collection, or at interpreter exit, whichever first.
         self._finalizer = weakref.finalize(self, _stop_child_in, self._holder)
 
     @property
@@ -201,6 +216,12 @@ class IsolatedScorer:
         with self._lock:
             self._closed = True
             self._finalizer()
+
+    def __del__(self) -> None:
+        # weakref.finalize also fires on collection; this covers odd GC orders.
+        finalizer = getattr(self, "_finalizer", None)
+        if finalizer is not None:
+            finalizer()
 
     def _live_child(self) -> _Child:
         child = self._holder[0]
@@ -230,7 +251,7 @@ class IsolatedScorer:
                     continue
                 for _ in remaining:
                     if not child.results.poll(self.timeout_s):
-                        _stop_child_in(self._holder)
+                        _stop_child_in(self._holder)  # hung: kill it; restarted lazily
                         out.append((None, "scorer_timeout"))
                         break
                     try:
@@ -241,6 +262,7 @@ class IsolatedScorer:
                         break
                     out.append((score, reason))
                     if reason == "scorer_crashed":
+                        # The child is exiting (MemoryError); the rest go to a fresh one.
                         _stop_child_in(self._holder)
                         break
             return out

@@ -16,6 +16,7 @@ def make_scorer(spec):
 
     def score(item):
         answer, entry = item
-        return dataset.score_answer(answer, entry)
+        # float() here: a tuple from foreign code must not pass as (score, reason).
+        return float(dataset.score_answer(answer, entry))
 
     return score
