@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
@@ -190,7 +190,13 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         if "=" not in item or item.startswith("="):
             raise ConfigError(f"override {item!r} must look like dotted.key=value, e.g. rollout.group_size=8")
     try:
-        merged = OmegaConf.merge(OmegaConf.create(base), OmegaConf.from_dotlist(list(overrides or [])))
+        merged = OmegaConf.create(base)
+        for item in overrides or []:
+            key = item.split("=", 1)[0].strip()
+            value = OmegaConf.select(OmegaConf.from_dotlist([item]), key)
+            # A mapping replaces the mapping it names (env.kwargs={path: x} must not keep the
+            # old env's kwargs); a dotted key changes one entry (env.kwargs.path=x).
+            OmegaConf.update(merged, key, value, merge=not isinstance(value, DictConfig), force_add=True)
         data = OmegaConf.to_container(merged, resolve=True)
     except Exception as e:  # OmegaConf grammar or interpolation errors
         raise ConfigError(f"could not parse config/overrides: {e}") from None

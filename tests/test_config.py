@@ -21,6 +21,17 @@ def test_dotted_overrides_apply_and_coerce():
     assert cfg.rollout.group_size == 4 and cfg.algo.lr == 0.5 and cfg.run_dir == "/tmp/x"
 
 
+def test_mapping_override_replaces_and_dotted_key_edits(tmp_path):
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(f'{{"question": "{a}+1", "answer": "{a + 1}"}}\n' for a in range(40)))
+    # The quickstart's Arith kwargs must not leak into the new env's kwargs.
+    cfg = load_config(ROOT / "configs/quickstart.yaml",
+                      ["env.id=rlscale/MathJSONL-v0", f"env.kwargs={{path: {data}, val_fraction: 0.25}}"])
+    assert cfg.env.kwargs == {"path": str(data), "val_fraction": 0.25}
+    cfg = load_config(ROOT / "configs/quickstart.yaml", ["env.kwargs.max_difficulty=2"])
+    assert cfg.env.kwargs == {"min_difficulty": 1, "max_difficulty": 2, "max_operand": 9}
+
+
 @pytest.mark.parametrize("override, fragment", [
     (["rollout.grup_size=4"], "rollout.grup_size: unknown key; did you mean 'group_size'?"),
     (["bogus=1"], "bogus: unknown key"),
