@@ -30,8 +30,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .answer import MAX_ANSWER_CHARS, _matching_close
-from .base import TextEnv
-from .math_scoring import check_max_turns, retry_feedback, score_against_gold
+from .math_scoring import GoldAnswerEnv
 from .verify import MathVerifier
 
 DEFAULT_PROMPT_TEMPLATE = "Q: {question}\nPut the final answer in \\boxed{}.\nA: "
@@ -136,7 +135,7 @@ def read_records(path: str | Path, max_answer_chars: int) -> list[tuple[str, str
     return records
 
 
-class MathJSONLEnv(TextEnv):
+class MathJSONLEnv(GoldAnswerEnv):
     def __init__(
         self,
         split: str = "train",
@@ -151,7 +150,7 @@ class MathJSONLEnv(TextEnv):
         verifier_timeout_s: float = 2.0,
         max_turns: int = 1,
     ):
-        super().__init__(split, max_completion_chars, max_prompt_chars=65536)
+        super().__init__(split, max_completion_chars, 65536, verifier, verifier_timeout_s, max_turns)
         one_file = path is not None and train_path is None and val_path is None
         two_files = path is None and train_path is not None and val_path is not None
         if not (one_file or two_files):
@@ -161,7 +160,6 @@ class MathJSONLEnv(TextEnv):
             raise DatasetError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
         if "{question}" not in prompt_template:
             raise DatasetError(f"prompt_template must contain {{question}}, got {prompt_template!r}")
-        self.max_turns = check_max_turns(max_turns)
         self.max_answer_chars = max_answer_chars
         if path is not None:
             records = [r for r in read_records(path, max_answer_chars) if split_of_question(r[0], val_fraction) == split]
@@ -178,8 +176,6 @@ class MathJSONLEnv(TextEnv):
             raise DatasetError(f"the {split} split of {origin} is empty; add records or change val_fraction")
         self.problems = [JSONLProblem(prompt_template.replace("{question}", q), q, gold, src)
                          for q, gold, src in records]
-        self._owns_verifier = verifier is None
-        self.verifier = verifier if verifier is not None else MathVerifier(verifier_timeout_s)
 
     def sample_problem(self, rng: np.random.Generator) -> JSONLProblem:
         return self.problems[int(rng.integers(len(self.problems)))]
@@ -190,15 +186,6 @@ class MathJSONLEnv(TextEnv):
         return {"gold": problem.answer, "source": problem.source}
 
     def score_many(self, problems: Sequence[JSONLProblem], completions: Sequence[str]):
-        scored = score_against_gold(self.verifier, [p.answer for p in problems], completions,
-                                    self.max_completion_chars, self.max_answer_chars)
+        scored = self.score_gold([p.answer for p in problems], completions, self.max_answer_chars)
         return [(reward, {"answer": answer, "gold": p.answer, "reason": reason, "source": p.source})
                 for p, (reward, answer, reason) in zip(problems, scored)]
-
-    def feedback(self, problem, completion, reward, info, turn) -> str | None:
-        return retry_feedback(reward, info)
-
-    def close(self) -> None:
-        if self._owns_verifier:
-            self.verifier.close()
-        super().close()

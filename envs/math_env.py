@@ -22,14 +22,13 @@ from typing import Any, Sequence
 import numpy as np
 
 from .arith import ArithFamily, ArithProblem
-from .base import TextEnv
-from .math_scoring import check_max_turns, retry_feedback, score_against_gold
+from .math_scoring import GoldAnswerEnv
 from .verify import MathVerifier
 
 MAX_PROMPT_CHARS = 64  # longest prompt (difficulty 6, 3-digit operands) is ~34
 
 
-class MathEnv(TextEnv):
+class MathEnv(GoldAnswerEnv):
     def __init__(
         self,
         split: str = "train",
@@ -41,12 +40,8 @@ class MathEnv(TextEnv):
         verifier_timeout_s: float = 2.0,
         max_turns: int = 1,
     ):
-        super().__init__(split, max_completion_chars, MAX_PROMPT_CHARS)
-        self.max_turns = check_max_turns(max_turns)
+        super().__init__(split, max_completion_chars, MAX_PROMPT_CHARS, verifier, verifier_timeout_s, max_turns)
         self.family = ArithFamily(min_difficulty, max_difficulty, max_operand)
-        self._owns_verifier = verifier is None
-        # Cheap: the verifier's child process starts on first use.
-        self.verifier = verifier if verifier is not None else MathVerifier(verifier_timeout_s)
 
     def sample_problem(self, rng: np.random.Generator) -> ArithProblem:
         return self.family.sample(rng, self.split)
@@ -67,18 +62,8 @@ class MathEnv(TextEnv):
             raise ValueError(
                 f"got {len(problems)} problems but {len(completions)} completions"
             )
-        scored = score_against_gold(
-            self.verifier, [p.answer for p in problems], completions, self.max_completion_chars
-        )
+        scored = self.score_gold([p.answer for p in problems], completions)
         return [
             (reward, {"answer": answer, "gold": p.answer, "reason": reason, "difficulty": p.difficulty})
             for p, (reward, answer, reason) in zip(problems, scored)
         ]
-
-    def feedback(self, problem, completion, reward, info, turn) -> str | None:
-        return retry_feedback(reward, info)
-
-    def close(self) -> None:
-        if self._owns_verifier:
-            self.verifier.close()
-        super().close()

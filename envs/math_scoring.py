@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from .answer import MAX_ANSWER_CHARS, extract_boxed_answer
+from .base import TextEnv
 from .verify import MathVerifier
 
 # What the policy sees after a wrong or malformed answer in a multi-turn episode. It
@@ -53,3 +54,29 @@ def retry_feedback(reward: float, info: dict[str, Any]) -> str | None:
     if reward >= 1.0:
         return None
     return RETRY_FEEDBACK.format(reason=info.get("reason", "wrong"))
+
+
+class GoldAnswerEnv(TextEnv):
+    """A math env whose problems carry a gold ``answer``: strict extraction, math-verify
+    scoring, and the "try again" multi-turn rule. Subclasses add the problem source and
+    ``score_many`` (to choose what ``info`` reports)."""
+
+    def __init__(self, split: str, max_completion_chars: int, max_prompt_chars: int,
+                 verifier: MathVerifier | None, verifier_timeout_s: float, max_turns: int):
+        super().__init__(split, max_completion_chars, max_prompt_chars)
+        self.max_turns = check_max_turns(max_turns)
+        self._owns_verifier = verifier is None
+        # Cheap: the verifier's child process starts on first use.
+        self.verifier = verifier if verifier is not None else MathVerifier(verifier_timeout_s)
+
+    def score_gold(self, golds: Sequence[str], completions: Sequence[str],
+                   max_answer_chars: int = MAX_ANSWER_CHARS) -> list[tuple[float, str | None, str]]:
+        return score_against_gold(self.verifier, golds, completions, self.max_completion_chars, max_answer_chars)
+
+    def feedback(self, problem, completion, reward, info, turn) -> str | None:
+        return retry_feedback(reward, info)
+
+    def close(self) -> None:
+        if self._owns_verifier:
+            self.verifier.close()
+        super().close()

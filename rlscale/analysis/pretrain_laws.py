@@ -123,7 +123,7 @@ def fit_chinchilla(N, D, L, groups=None, n_boot: int = 200, seed: int = 0) -> Fi
 
 
 def _optimal(params, C):
-    E, A, B, alpha, beta = params[..., 0], params[..., 1], params[..., 2], params[..., 3], params[..., 4]
+    A, B, alpha, beta = params[..., 1], params[..., 2], params[..., 3], params[..., 4]
     G = (alpha * A / (beta * B)) ** (1 / (alpha + beta))
     n_opt = G * (C / 6) ** (beta / (alpha + beta))
     return n_opt, C / (6 * n_opt)
