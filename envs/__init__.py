@@ -29,8 +29,7 @@ register_math_envs()
 
 from . import code as _code  # noqa: E402  (after the math ids, which code envs may mix with)
 
-if hasattr(_code, "register"):  # the code environments register themselves once written
-    _code.register()
+_code.register()
 
 __all__ = [
     "ARITH_ENV_ID",
