@@ -15,6 +15,7 @@ import time
 import numpy as np
 import torch
 from transformers import AutoModelForCausalLM
+from transformers.utils import logging as hf_logging
 
 from .compute import ModelShape
 from .config import AlgoConfig
@@ -60,6 +61,7 @@ class Learner:
             torch.set_num_threads(max(1, os.cpu_count() or 1))
         self.cfg = AlgoConfig.model_validate(algo)
         self.device = torch_device(use_gpu)
+        hf_logging.disable_progress_bar()  # a load bar per actor start is noise in the run's output
         self.policy = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype)).to(self.device)
         self.policy.config.use_cache = False
         # The frozen base policy: the KL penalty's anchor when kl_coef > 0, and always the
