@@ -54,17 +54,12 @@ def forward_flops(shape: ModelShape, prompt_len: int, completion_len: int) -> in
     return 2 * shape.n_params * t + 2 * shape.n_layers * shape.d_attn * _attn_ctx_sum(0, t)
 
 
-def rollout_flops(shape: ModelShape, prompt_lens: Iterable[int], completion_lens: Iterable[int]) -> int:
-    """Sampling with a KV cache: identical FLOPs to one teacher-forced forward per
-    sequence, because each token is processed once against its causal prefix.
-    A prompt shared by G samples is prefilled once per sample here: vLLM's prefix
-    cache can skip that, so this is an upper bound on prefill work."""
-    return sum(forward_flops(shape, p, c) for p, c in zip(prompt_lens, completion_lens))
-
-
-def episode_rollout_flops(shape: ModelShape, turn_lens: Iterable[Iterable[tuple[int, int]]]) -> int:
-    """Rollout FLOPs of episodes given, per episode, (context tokens, generated tokens) for
-    each turn. A single-turn episode [(prompt, completion)] costs exactly rollout_flops."""
+def rollout_flops(shape: ModelShape, turn_lens: Iterable[Iterable[tuple[int, int]]]) -> int:
+    """Sampling with a KV cache, given per episode (context tokens, generated tokens) for
+    each turn (a single-turn episode is [(prompt, completion)]). Each turn costs one
+    teacher-forced forward over its context plus answer, because each token is processed
+    once against its causal prefix. A prompt shared by G samples is prefilled once per
+    sample here: vLLM's prefix cache can skip that, so this is an upper bound on prefill."""
     return sum(forward_flops(shape, ctx, gen) for turns in turn_lens for ctx, gen in turns)
 
 

@@ -239,7 +239,7 @@ class Orchestrator:
             # Policy-sampled tokens per episode (multi-turn: env feedback tokens excluded).
             comp_lens = [sum(m) for m in batch["loss_mask"]]
             seq_lens = [len(p) + len(c) for p, c in zip(batch["prompt_ids"], batch["completion_ids"])]
-            rollout_flops = compute.episode_rollout_flops(self.shape, batch["turn_lens"])
+            rollout_flops = compute.rollout_flops(self.shape, batch["turn_lens"])
             # The learner's no-grad passes (old policy + reference, which it always tracks
             # for kl_ref) plus `epochs` forward+backward passes.
             train_flops = (cfg.algo.epochs * compute.train_flops(self.shape, seq_lens)

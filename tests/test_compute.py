@@ -22,7 +22,7 @@ def test_forward_flops_is_2n_plus_attention():
     # 3 tokens attend to 1, 2, 3 positions: attention = 2 * L * d * 6
     assert compute.forward_flops(s, 2, 1) == 2 * 1000 * 3 + 2 * 2 * 8 * 6
     assert compute.train_flops(s, [3]) == 3 * compute.forward_flops(s, 3, 0)
-    assert compute.rollout_flops(s, [2, 1], [1, 2]) == 2 * compute.forward_flops(s, 3, 0)
+    assert compute.rollout_flops(s, [[(2, 1)], [(1, 2)]]) == 2 * compute.forward_flops(s, 3, 0)
     assert compute.pretrain_step_flops(s, 4, 3) == 4 * 3 * compute.forward_flops(s, 3, 0)
 
 

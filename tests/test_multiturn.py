@@ -121,10 +121,9 @@ def test_learner_trains_and_measures_policy_tokens_only(tiny_model):
 
 def test_rollout_flops_count_each_turns_prefill_and_decode():
     s = compute.ModelShape(n_params=1000, n_layers=2, d_attn=8, n_params_total=1200)
-    assert compute.episode_rollout_flops(s, [[(5, 3)], [(4, 7)]]) == compute.rollout_flops(s, [5, 4], [3, 7])
+    assert compute.rollout_flops(s, [[(5, 3)], [(4, 7)]]) == compute.forward_flops(s, 5, 3) + compute.forward_flops(s, 4, 7)
     e = two_turn_episode()
-    assert compute.episode_rollout_flops(s, [e.turn_lens]) == (compute.forward_flops(s, 3, 2)
-                                                               + compute.forward_flops(s, 8, 3))
+    assert compute.rollout_flops(s, [e.turn_lens]) == compute.forward_flops(s, 3, 2) + compute.forward_flops(s, 8, 3)
 
 
 def test_reward_by_env_per_tagged_sub_env_else_the_env_id():
