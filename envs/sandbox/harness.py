@@ -103,28 +103,25 @@ class _Channel:
         self.last_result = None
         self.has_result = False
 
-    def send(self, message) -> None:
+    def _wire(self, op, *args):
+        """One wire operation; each way the sandboxed side can fail it becomes an _Abort."""
         try:
-            wire.send(self.request_fd, message, self.deadline)
+            return op(*args)
         except wire.WireTimeout:
             self.timed_out = True
             raise _Abort("timeout", f"exceeded the {self.limits.wall_s:g}s wall-clock limit") from None
         except wire.WireClosed:
             self.crashed = True
             raise _Abort("crashed", "the sandboxed process exited") from None
-
-    def receive(self):
-        try:
-            return wire.recv(self.answer_fd, self.limits.message_bytes, self.deadline)
-        except wire.WireTimeout:
-            self.timed_out = True
-            raise _Abort("timeout", f"exceeded the {self.limits.wall_s:g}s wall-clock limit") from None
-        except wire.WireClosed:
-            self.crashed = True
-            raise _Abort("crashed", "the sandboxed process exited") from None
-        except wire.WireError as exc:
+        except wire.WireError as exc:  # only recv raises it: a malformed frame from the sandbox
             self.crashed = True
             raise _Abort("crashed", f"the sandboxed process sent an invalid answer: {exc}") from None
+
+    def send(self, message) -> None:
+        self._wire(wire.send, self.request_fd, message, self.deadline)
+
+    def receive(self):
+        return self._wire(wire.recv, self.answer_fd, self.limits.message_bytes, self.deadline)
 
     def call(self, name: str, args: tuple, kwargs: dict):
         try:
