@@ -15,17 +15,18 @@ from .arith import ArithFamily, ArithProblem, solution_text, split_of
 from .math_env import MathEnv
 from .registry import (
     ARITH_ENV_ID,
+    ENTRY_POINTS,
     MATH_JSONL_ENV_ID,
     MIX_ENV_ID,
     REASONING_GYM_ENV_ID,
     UnknownEnvError,
     make_text_env,
-    register_math_envs,
+    register,
     rlscale_env_ids,
 )
 from .verify import MathVerifier, Verdict
 
-register_math_envs()
+register(ENTRY_POINTS)
 
 from . import code as _code  # noqa: E402  (after the math ids, which code envs may mix with)
 

@@ -19,9 +19,10 @@ ENTRY_POINTS = {
 }
 
 
-def register_math_envs() -> None:
-    # Guarded so re-importing (e.g. after importlib.reload) does not re-register.
-    for env_id, entry_point in ENTRY_POINTS.items():
+def register(entry_points: dict[str, str]) -> None:
+    """Register each id with gymnasium. Idempotent, so re-importing (e.g. after
+    importlib.reload) does not re-register."""
+    for env_id, entry_point in entry_points.items():
         if env_id not in gymnasium.registry:
             gymnasium.register(id=env_id, entry_point=entry_point)
 

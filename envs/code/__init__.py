@@ -9,7 +9,7 @@ All share ``CodeEnv`` (env.py): reward 1.0 iff every test passes in the sandbox;
 See docs/envs-code.md.
 """
 
-import gymnasium
+from ..registry import register as register_ids
 
 HUMANEVAL_ENV_ID = "rlscale/HumanEval-v0"
 CODE_JSONL_ENV_ID = "rlscale/CodeJSONL-v0"
@@ -24,9 +24,7 @@ ENTRY_POINTS = {
 
 def register() -> None:
     """Register the code environments with gymnasium (idempotent: safe to call again)."""
-    for env_id, entry_point in ENTRY_POINTS.items():
-        if env_id not in gymnasium.registry:
-            gymnasium.register(id=env_id, entry_point=entry_point)
+    register_ids(ENTRY_POINTS)
 
 
 __all__ = ["CODE_JSONL_ENV_ID", "ENTRY_POINTS", "HUMANEVAL_ENV_ID", "PROCEDURAL_CODE_ENV_ID", "register"]
