@@ -17,7 +17,7 @@ Conventions (Kaplan et al. 2020, Table 1; Hoffmann et al. 2022, App. F):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable
 
 
@@ -39,6 +39,10 @@ class ModelShape:
         n = total if tied else total - emb.numel()
         head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
         return cls(n, cfg.num_hidden_layers, cfg.num_attention_heads * head_dim, total)
+
+    def with_extra_params(self, n: int) -> "ModelShape":
+        """The same trunk with n more matmul parameters (PPO's value head: d_model)."""
+        return replace(self, n_params=self.n_params + n, n_params_total=self.n_params_total + n) if n else self
 
 
 def _attn_ctx_sum(start: int, count: int) -> int:
@@ -69,7 +73,7 @@ def train_flops(shape: ModelShape, seq_lens: Iterable[int]) -> int:
 
 
 def inference_flops(shape: ModelShape, seq_lens: Iterable[int]) -> int:
-    """No-grad forwards the learner runs (old-policy and reference logprobs)."""
+    """One no-grad forward over each sequence (the learner's old-policy and reference passes)."""
     return sum(forward_flops(shape, t, 0) for t in seq_lens)
 
 

@@ -7,12 +7,19 @@ file is written, so a typo never costs a run.
 from __future__ import annotations
 
 import difflib
+import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .algos.settings import (
+    VARIANT_FIELDS, AdvantageConfig, AggregationConfig, EntropyControlConfig, FilterConfig, GroupNormAdvantage,
+    GRPOLoss, LossConfig, NoEntropyControl, NoFilter, OffPolicyConfig, TokenMean, check_combination,
+    fill_loss_defaults,
+)
 
 
 class ConfigError(ValueError):
@@ -49,7 +56,8 @@ class PretrainConfig(_Strict):
     @model_validator(mode="after")
     def _difficulty_range(self):
         if self.min_difficulty > self.max_difficulty:
-            raise ValueError("min_difficulty must be <= max_difficulty")
+            raise ValueError(f"pretrain.min_difficulty must be <= max_difficulty (got {self.min_difficulty} > "
+                             f"{self.max_difficulty})")
         return self
 
 
@@ -95,16 +103,44 @@ class RolloutConfig(_Strict):
 
 
 class AlgoConfig(_Strict):
-    loss: Literal["grpo"] = "grpo"
+    """The recipe: every axis is a variant chosen by name (rlscale/algos/settings.py)."""
+
+    loss: LossConfig = Field(default_factory=GRPOLoss, description="grpo | dapo | dr_grpo | cispo | gspo | ppo")
+    advantage: AdvantageConfig = Field(default_factory=GroupNormAdvantage,
+                                       description="group_norm | group_mean | rloo | reinforce_pp | gae; "
+                                                   "unset = the loss's own")
+    aggregation: AggregationConfig = Field(default_factory=TokenMean,
+                                           description="token_mean | seq_mean_token_mean | seq_mean_token_sum_norm "
+                                                       "| prompt_mean; unset = the loss's own")
+    filter: FilterConfig = Field(default_factory=NoFilter,
+                                 description="none | dynamic_sampling | no_positive_resampling")
+    entropy_control: EntropyControlConfig = Field(default_factory=NoEntropyControl,
+                                                  description="none | entropy_bonus | clip_cov | kl_cov | "
+                                                              "high_entropy_only")
+    off_policy: OffPolicyConfig = Field(default_factory=OffPolicyConfig)
+    fp32_lm_head: bool = Field(False, description="learner computes the LM head and logprobs in fp32 (ScaleRL)")
+    kl_coef: float = Field(0.0, ge=0, description="k3 KL to the frozen base policy; 0 = off")
+    log_kl_ref: bool = Field(False, description="log kl_ref even with kl_coef=0 (builds the reference model)")
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     betas: tuple[float, float] = (0.9, 0.99)
-    clip_eps: float = Field(0.2, gt=0, lt=1)
-    kl_coef: float = Field(0.0, ge=0, description="k3 KL to the frozen base policy; 0 = off")
     max_grad_norm: float = Field(1.0, gt=0)
     minibatches: int = Field(1, ge=1)
     epochs: int = Field(1, ge=1)
-    adv_std_normalize: bool = True
+
+    _fill_loss_defaults = model_validator(mode="before")(classmethod(lambda cls, data: fill_loss_defaults(data)))
+
+    @model_validator(mode="after")
+    def _combination(self):
+        errors = check_combination(self)
+        if errors:
+            raise ValueError("\n".join(errors))
+        return self
+
+    @property
+    def needs_reference(self) -> bool:
+        """The frozen base policy is built only when something uses it."""
+        return self.kl_coef > 0 or self.log_kl_ref
 
 
 class EvalConfig(_Strict):
@@ -138,14 +174,24 @@ class RunConfig(_Strict):
 
     @model_validator(mode="after")
     def _cross_field(self):
-        batch = self.rollout.prompts_per_step * self.rollout.group_size
-        if batch % self.algo.minibatches:
+        if self.rollout.prompts_per_step % self.algo.minibatches:
+            # Minibatches hold whole prompt groups (prompt-level aggregation, group statistics).
             raise ValueError(
-                f"algo.minibatches={self.algo.minibatches} must divide "
-                f"rollout.prompts_per_step*rollout.group_size={batch}"
-            )
+                f"algo.minibatches={self.algo.minibatches} must divide rollout.prompts_per_step="
+                f"{self.rollout.prompts_per_step}: minibatches hold whole prompt groups")
+        if self.algo.filter.name == "dynamic_sampling" and self.rollout.prompts_per_step < 2 * self.algo.minibatches:
+            raise ValueError(
+                f"algo.filter=dynamic_sampling with rollout.prompts_per_step={self.rollout.prompts_per_step} and "
+                f"algo.minibatches={self.algo.minibatches}: a batch of one group per minibatch cannot be refilled "
+                "meaningfully (one dropped group empties a minibatch); raise rollout.prompts_per_step to at least "
+                f"{2 * self.algo.minibatches} or lower algo.minibatches")
+        agg = self.algo.aggregation
+        if agg.name == "seq_mean_token_sum_norm" and agg.length is None:
+            # Dr.GRPO's constant: the most policy tokens an episode can hold.
+            agg.length = self.rollout.max_episode_tokens or self.rollout.max_tokens
         if self.rollout.max_tokens >= self.rollout.max_model_len:
-            raise ValueError("rollout.max_tokens must be < rollout.max_model_len (prompt needs room)")
+            raise ValueError(f"rollout.max_tokens must be < rollout.max_model_len (prompt needs room; got "
+                             f"{self.rollout.max_tokens} >= {self.rollout.max_model_len})")
         episode = self.rollout.max_episode_tokens
         if episode is not None and not self.rollout.max_tokens <= episode < self.rollout.max_model_len:
             raise ValueError(f"rollout.max_episode_tokens={episode} must be >= rollout.max_tokens="
@@ -154,23 +200,70 @@ class RunConfig(_Strict):
         return self
 
 
+# Keys that moved into a recipe variant, with where they live now.
+MOVED_KEYS = {
+    "algo.clip_eps": "algo.loss.clip_eps (a setting of loss grpo, dr_grpo and ppo)",
+    "algo.adv_std_normalize": "algo.advantage (group_norm divides by the std, group_mean does not)",
+    "algo.loss_agg_mode": "algo.aggregation",
+}
+
+
+def _variants(annotation: Any) -> dict[str, type[BaseModel]]:
+    """The members of a discriminated union annotation, by their `name` tag."""
+    members = typing.get_args(typing.get_args(annotation)[0]) if typing.get_origin(annotation) is Annotated else ()
+    return {m.model_fields["name"].default: m for m in members if isinstance(m, type) and "name" in m.model_fields}
+
+
+def _known_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+    """The keys allowed at loc[:-1]: walks nested models and, through a discriminated
+    union, the variant named by the tag pydantic puts in the location."""
+    parent: Any = model
+    parts = list(loc[:-1])
+    while parts and isinstance(parent, type) and issubclass(parent, BaseModel):
+        field = parent.model_fields.get(str(parts.pop(0)))
+        if field is None:
+            return []
+        variants = _variants(field.annotation) or _variants(Annotated[field.annotation, None])
+        if variants and parts and parts[0] in variants:
+            parent = variants[parts.pop(0)]
+        else:
+            parent = field.annotation
+    return list(parent.model_fields) if isinstance(parent, type) and issubclass(parent, BaseModel) else []
+
+
 def _describe(err: ValidationError, model: type[BaseModel]) -> str:
     lines = []
     for e in err.errors():
-        field = ".".join(str(p) for p in e["loc"]) or "<root>"
+        loc = tuple(e["loc"])
+        # pydantic puts a union member's tag in the path (algo.loss.grpo.clip_eps); the
+        # user wrote algo.loss.clip_eps.
+        field = ".".join(str(p) for i, p in enumerate(loc) if not (i and loc[i - 1] in VARIANT_FIELDS))
         if e["type"] == "extra_forbidden":
-            parent: Any = model
-            for part in e["loc"][:-1]:
-                ann = parent.model_fields.get(str(part)) if isinstance(parent, type) else None
-                parent = ann.annotation if ann is not None else None
-            known = list(parent.model_fields) if isinstance(parent, type) else []
-            hint = difflib.get_close_matches(str(e["loc"][-1]), known, n=1)
+            key, shown = str(loc[-1]), field
+            if shown in MOVED_KEYS:
+                lines.append(f"  {shown}: this key moved to {MOVED_KEYS[shown]}")
+                continue
+            known = _known_keys(model, loc)
+            hint = difflib.get_close_matches(key, known, n=1)
             tip = f"; did you mean '{hint[0]}'?" if hint else f"; known keys: {', '.join(known)}"
-            lines.append(f"  {field}: unknown key{tip}")
+            lines.append(f"  {shown}: unknown key{tip}")
+        elif e["type"] == "value_error":
+            # Cross-field checks: each message line names its fields; the input is a whole mapping.
+            lines += [f"  {line}" for line in e["msg"].removeprefix("Value error, ").splitlines()]
         else:
-            got = e.get("input")
-            lines.append(f"  {field}: {e['msg']} (got {got!r})")
+            lines.append(f"  {field or 'config'}: {e['msg']} (got {e.get('input')!r})")
     return "invalid config:\n" + "\n".join(lines)
+
+
+def _variant_names_as_mappings(merged: DictConfig) -> None:
+    """`algo.loss: cispo` -> `algo.loss: {name: cispo}`, so that a later dotted override
+    (`algo.loss.eps_max=5`) has a mapping to edit, and a new name replaces the old
+    variant's settings instead of merging into them."""
+    algo = merged.get("algo")
+    if isinstance(algo, DictConfig):
+        for name in VARIANT_FIELDS:
+            if isinstance(algo.get(name), str):
+                algo[name] = {"name": algo[name]}
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
@@ -191,12 +284,14 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
             raise ConfigError(f"override {item!r} must look like dotted.key=value, e.g. rollout.group_size=8")
     try:
         merged = OmegaConf.create(base)
+        _variant_names_as_mappings(merged)
         for item in overrides or []:
             key = item.split("=", 1)[0].strip()
             value = OmegaConf.select(OmegaConf.from_dotlist([item]), key)
             # A mapping replaces the mapping it names (env.kwargs={path: x} must not keep the
             # old env's kwargs); a dotted key changes one entry (env.kwargs.path=x).
             OmegaConf.update(merged, key, value, merge=not isinstance(value, DictConfig), force_add=True)
+            _variant_names_as_mappings(merged)
         data = OmegaConf.to_container(merged, resolve=True)
     except Exception as e:  # OmegaConf grammar or interpolation errors
         raise ConfigError(f"could not parse config/overrides: {e}") from None

@@ -21,6 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .batch import RolloutBatch
+
 FEEDBACK_LOGPROB = 0.0  # placeholder for env-written tokens; masked out everywhere
 
 
@@ -36,6 +38,7 @@ class Episode:
     last_answer: str = ""  # the latest turn's completion text: what the env scores
     turn_lens: list[tuple[int, int]] = field(default_factory=list)  # (context tokens, generated tokens) per turn
     truncated: bool = False  # the latest turn stopped at its token limit
+    policy_version: int | None = None  # the oldest policy version that generated a turn
     reward: float = 0.0
     reason: str = ""
     info: dict = field(default_factory=dict)
@@ -48,8 +51,10 @@ class Episode:
     def turns(self) -> int:
         return len(self.turn_lens)
 
-    def add_turn(self, token_ids, logprobs, text: str, truncated: bool) -> None:
+    def add_turn(self, token_ids, logprobs, text: str, truncated: bool, policy_version: int = 0) -> None:
         token_ids, logprobs = list(token_ids), list(logprobs)
+        self.policy_version = policy_version if self.policy_version is None else min(self.policy_version,
+                                                                                     policy_version)
         if len(token_ids) != len(logprobs):
             raise ValueError(f"a turn has {len(token_ids)} tokens but {len(logprobs)} logprobs")
         self.turn_lens.append((len(self.prompt_ids) + len(self.completion_ids), len(token_ids)))
@@ -78,19 +83,20 @@ class Episode:
         return min(max_tokens, self.room(max_episode_tokens, max_model_len))
 
 
-def collate(episodes: list[Episode]) -> dict[str, list]:
-    """The flat per-episode lists the orchestrator and learner consume."""
-    return {
-        "prompt_ids": [e.prompt_ids for e in episodes],
-        "completion_ids": [e.completion_ids for e in episodes],
-        "sampling_logprobs": [e.sampling_logprobs for e in episodes],
-        "loss_mask": [e.loss_mask for e in episodes],
-        "turn_lens": [e.turn_lens for e in episodes],
-        "turns": [e.turns for e in episodes],
-        "completions": [e.transcript for e in episodes],
-        "prompts": [e.prompt for e in episodes],
-        "truncated": [e.truncated for e in episodes],
-        "rewards": [float(e.reward) for e in episodes],
-        "reasons": [str(e.reason) for e in episodes],
-        "env_names": [e.info.get("env") for e in episodes],
-    }
+def collate(episodes: list[Episode]) -> RolloutBatch:
+    """The typed per-episode lists the orchestrator and learner consume."""
+    return RolloutBatch(
+        prompt_ids=[e.prompt_ids for e in episodes],
+        completion_ids=[e.completion_ids for e in episodes],
+        sampling_logprobs=[e.sampling_logprobs for e in episodes],
+        loss_mask=[e.loss_mask for e in episodes],
+        policy_versions=[int(e.policy_version or 0) for e in episodes],
+        turn_lens=[e.turn_lens for e in episodes],
+        turns=[e.turns for e in episodes],
+        prompts=[e.prompt for e in episodes],
+        completions=[e.transcript for e in episodes],
+        truncated=[e.truncated for e in episodes],
+        rewards=[float(e.reward) for e in episodes],
+        reasons=[str(e.reason) for e in episodes],
+        env_names=[e.info.get("env") for e in episodes],
+    )

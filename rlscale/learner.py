@@ -1,9 +1,13 @@
 """The learner: a Ray actor holding the torch policy and its optimizer.
 
-One `update` call = one RL step on a batch of scored rollouts:
+One `update` call = one RL step on a TrainBatch:
   1. no-grad pass with the current weights -> old logprobs, full-vocab token entropy,
-     reference logprobs (KL), and the gap to the engine's sampling logprobs;
-  2. `epochs` x `minibatches` optimizer steps on the policy loss from losses.py.
+     the critic's values (PPO), reference logprobs (only when a reference is built), and
+     the gap to the engine's sampling logprobs;
+  2. advantages from the configured estimator (rlscale/algos/advantages.py);
+  3. `epochs` x `minibatches` optimizer steps on the configured objective
+     (rlscale/algos/objective.py), minibatches made of whole prompt groups.
+FLOPs are counted here, pass by pass, as the passes run (rlscale/compute.py).
 """
 
 from __future__ import annotations
@@ -11,16 +15,23 @@ from __future__ import annotations
 import copy
 import os
 import time
+from collections import defaultdict
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from transformers import AutoModelForCausalLM
 from transformers.utils import logging as hf_logging
 
+from . import compute
+from .algos.advantages import AdvantageInputs, estimate_advantages
+from .algos.losses import LossInputs
+from .algos.objective import policy_objective
+from .algos.primitives import gather_logprobs, kl_k3, masked_mean, token_entropy
+from .batch import TrainBatch, UpdateResult
 from .compute import ModelShape
 from .config import AlgoConfig
 from .device import torch_device
-from .losses import POLICY_LOSSES, gather_logprobs, kl_k3, masked_mean, regularized_policy_loss, token_entropy
 
 
 def pad_batch(prompt_ids: list[list[int]], completion_ids: list[list[int]], pad_id: int,
@@ -54,101 +65,184 @@ def scatter_completion(values: list[list[float]], prompt_lens: list[int], shape)
     return out
 
 
+def masked_row_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-row mean over the mask-1 entries: [B, T] -> [B]."""
+    return (x * mask).sum(-1) / mask.sum(-1).clamp(min=1)
+
+
+def loss_inputs(logits, targets, mask, old_logp, behaviour_logp, advantages, group_ids, *, ref_logp=None,
+                values=None, old_values=None, returns=None, with_entropy: bool = False) -> LossInputs:
+    """One minibatch's LossInputs from the policy's logits. Outside the mask (prompt,
+    env feedback, padding) the policy may find the tokens arbitrarily unlikely; there
+    logp, the reference's and the behaviour's logprobs are pinned to old_logp, so no
+    exp() overflow can turn into a nan value or gradient through the mask. Inside the
+    mask nothing changes."""
+    keep = mask.bool()
+    pin = lambda x: torch.where(keep, x, old_logp) if x is not None else None  # noqa: E731
+    return LossInputs(logp=pin(gather_logprobs(logits, targets)), old_logp=old_logp,
+                      behaviour_logp=pin(behaviour_logp), advantages=advantages, mask=mask, group_ids=group_ids,
+                      ref_logp=pin(ref_logp), values=values, old_values=old_values, returns=returns,
+                      entropy=token_entropy(logits) if with_entropy else None)
+
+
 class Learner:
     def __init__(self, model_path: str, algo: dict, seed: int, use_gpu: bool, dtype: str):
         torch.manual_seed(seed)
         if not use_gpu:
             torch.set_num_threads(max(1, os.cpu_count() or 1))
         self.cfg = AlgoConfig.model_validate(algo)
+        self.seed = seed
         self.device = torch_device(use_gpu)
         hf_logging.disable_progress_bar()  # a load bar per actor start is noise in the run's output
         self.policy = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype)).to(self.device)
         self.policy.config.use_cache = False
-        # The frozen base policy: the KL penalty's anchor when kl_coef > 0, and always the
-        # reference for the logged kl_ref (how far RL has moved the policy).
-        self.ref = copy.deepcopy(self.policy).eval().requires_grad_(False)
-        self.opt = torch.optim.AdamW(self.policy.parameters(), lr=self.cfg.lr, betas=tuple(self.cfg.betas),
+        self.shape = ModelShape.from_hf(self.policy)
+        # The frozen base policy: the KL penalty's anchor, or the reference of the logged
+        # kl_ref; built only when one of the two is asked for.
+        self.ref = copy.deepcopy(self.policy).eval().requires_grad_(False) if self.cfg.needs_reference else None
+        params = list(self.policy.parameters())
+        self.value_head = None
+        if self.cfg.loss.name == "ppo":
+            # PPO's critic: a linear value head on the policy's last hidden state (shared
+            # trunk), kept in fp32 and outside the policy so the engine never sees it.
+            self.value_head = torch.nn.Linear(self.policy.config.hidden_size, 1).to(self.device)
+            torch.nn.init.zeros_(self.value_head.weight)
+            torch.nn.init.zeros_(self.value_head.bias)
+            params += list(self.value_head.parameters())
+        if self._split_head and getattr(self.policy.config, "final_logit_softcapping", None):
+            raise ValueError("algo.fp32_lm_head and the PPO value head compute the LM head themselves and do not "
+                             "support models that soft-cap their logits")
+        self.opt = torch.optim.AdamW(params, lr=self.cfg.lr, betas=tuple(self.cfg.betas),
                                      weight_decay=self.cfg.weight_decay)
         self.pad_id = self.policy.config.pad_token_id or 0
-        self.loss_fn = POLICY_LOSSES[self.cfg.loss]
         self.version = 0
 
-    def model_shape(self) -> ModelShape:
-        return ModelShape.from_hf(self.policy)
+    @property
+    def _split_head(self) -> bool:
+        return self.cfg.fp32_lm_head or self.value_head is not None
 
-    def _logits(self, model, input_ids, attn):
-        return model(input_ids=input_ids.to(self.device), attention_mask=attn.to(self.device)).logits[:, :-1]
+    def model_shape(self) -> ModelShape:
+        return self.shape
+
+    def _forward(self, model, input_ids, attn) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits [B, L-1, V] predicting each next token, and the critic's values [B, L-1]
+        (None without a value head). fp32_lm_head (ScaleRL Sec. 3.2): the last hidden
+        state and the head's weight are cast to fp32 before the projection, so a bf16
+        policy's logits and logprobs are computed in fp32."""
+        input_ids, attn = input_ids.to(self.device), attn.to(self.device)
+        if not self._split_head:
+            return model(input_ids=input_ids, attention_mask=attn).logits[:, :-1], None
+        hidden = model.base_model(input_ids=input_ids, attention_mask=attn).last_hidden_state[:, :-1]
+        head = model.get_output_embeddings()
+        if self.cfg.fp32_lm_head:
+            bias = head.bias.float() if head.bias is not None else None
+            logits = F.linear(hidden.float(), head.weight.float(), bias)
+        else:
+            logits = head(hidden)
+        values = self.value_head(hidden.float()).squeeze(-1) if self.value_head is not None else None
+        return logits, values
 
     @torch.no_grad()
     def probe_logprobs(self, token_ids: list[int]) -> list[float]:
         """logprobs of token_ids[1:] given their prefixes: compared with the engine's
         prompt logprobs after each weight sync to catch stale engine weights."""
         ids = torch.tensor([token_ids])
-        logits = self._logits(self.policy.eval(), ids, torch.ones_like(ids))
+        logits, _ = self._forward(self.policy.eval(), ids, torch.ones_like(ids))
         return gather_logprobs(logits, ids[:, 1:].to(self.device))[0].cpu().tolist()
 
     @torch.no_grad()
-    def _old_pass(self, input_ids, attn, targets, mask, mb: int):
-        old, ref, ent = [], [], []
+    def _old_pass(self, input_ids, attn, targets, mb: int):
+        """Pre-update logprobs, entropy and values of the current policy, and reference
+        logprobs when a reference exists; counts the FLOPs of each pass it runs."""
+        old, ref, ent, val = [], [], [], []
         self.policy.eval()
         for s in range(0, input_ids.shape[0], mb):
-            logits = self._logits(self.policy, input_ids[s:s + mb], attn[s:s + mb])
-            old.append(gather_logprobs(logits, targets[s:s + mb].to(self.device)).cpu())
+            ids, am, tg = input_ids[s:s + mb], attn[s:s + mb], targets[s:s + mb].to(self.device)
+            logits, values = self._forward(self.policy, ids, am)
+            old.append(gather_logprobs(logits, tg).cpu())
             ent.append(token_entropy(logits).cpu())
-            ref_logits = self._logits(self.ref, input_ids[s:s + mb], attn[s:s + mb])
-            ref.append(gather_logprobs(ref_logits, targets[s:s + mb].to(self.device)).cpu())
-        return torch.cat(old), torch.cat(ref), torch.cat(ent)
+            if values is not None:
+                val.append(values.float().cpu())
+            if self.ref is not None:
+                ref.append(gather_logprobs(self.ref(input_ids=ids.to(self.device),
+                                                    attention_mask=am.to(self.device)).logits[:, :-1], tg).cpu())
+        lens = attn.sum(-1).tolist()
+        self._flops += compute.inference_flops(self._trained_shape, lens)
+        if self.ref is not None:
+            self._flops += compute.inference_flops(self.shape, lens)
+        cat = lambda xs: torch.cat(xs) if xs else None  # noqa: E731
+        return torch.cat(old), cat(ref), torch.cat(ent), cat(val)
 
-    def update(self, batch: dict) -> dict:
-        """batch: prompt_ids, completion_ids, sampling_logprobs (lists per sample), advantages [B],
-        and optionally loss_mask (per completion token; 0 = env feedback, excluded from the
-        loss and from every per-token statistic)."""
+    @property
+    def _trained_shape(self) -> ModelShape:
+        """The policy plus the value head's d_model weights when PPO's critic is on."""
+        return self.shape.with_extra_params(self.value_head.weight.numel() if self.value_head is not None else 0)
+
+    def update(self, batch: TrainBatch) -> UpdateResult:
         t0 = time.time()
-        prompt_lens = [len(p) for p in batch["prompt_ids"]]
-        input_ids, attn, targets, mask = pad_batch(batch["prompt_ids"], batch["completion_ids"], self.pad_id,
-                                                   batch.get("loss_mask"))
-        adv = torch.tensor(batch["advantages"], dtype=torch.float32)
-        B = input_ids.shape[0]
-        mb = B // self.cfg.minibatches
-        old_logp, ref_logp, entropy = self._old_pass(input_ids, attn, targets, mask, mb)
-        engine_logp = scatter_completion(batch["sampling_logprobs"], prompt_lens, mask.shape)
-        stats = {
-            "entropy": masked_mean(entropy, mask).item(),
+        self._flops = 0
+        cfg = self.cfg
+        prompt_lens = [len(p) for p in batch.prompt_ids]
+        input_ids, attn, targets, mask = pad_batch(batch.prompt_ids, batch.completion_ids, self.pad_id,
+                                                   batch.loss_mask)
+        B, G = input_ids.shape[0], batch.group_size
+        n_groups = B // G
+        mb_groups = np.array_split(np.arange(n_groups), min(cfg.minibatches, n_groups))
+        old_logp, ref_logp, entropy, old_values = self._old_pass(input_ids, attn, targets, max(1, B // cfg.minibatches))
+        # Env-feedback positions hold placeholder logprobs; pinned to old_logp like every masked position.
+        engine_logp = torch.where(mask.bool(), scatter_completion(batch.behaviour_logprobs, prompt_lens, mask.shape),
+                                  old_logp)
+        adv, returns = estimate_advantages(AdvantageInputs(torch.tensor(batch.rewards, dtype=torch.float32), G, mask,
+                                                           old_values), cfg.advantage)
+        pi_old = engine_logp if cfg.off_policy.old_logp == "behaviour" else old_logp
+        lags = [self.version - v for v in batch.policy_versions]
+        result = dict(
+            entropy=masked_mean(entropy, mask).item(),
             # Same tokens, same policy version: only numerics should separate these two.
-            "logprob_diff": masked_mean((engine_logp - old_logp).abs(), mask).item(),
-            "kl_ref": masked_mean(kl_k3(old_logp, ref_logp), mask).item(),
-        }
+            logprob_diff=masked_mean((engine_logp - old_logp).abs(), mask).item(),
+            kl_ref=masked_mean(kl_k3(old_logp, ref_logp), mask).item() if ref_logp is not None else None,
+            policy_lag_mean=float(np.mean(lags)), policy_lag_max=int(max(lags)),
+            advantages=masked_row_mean(adv, mask).tolist())
+        group_ids = torch.arange(B) // G
         self.policy.train()
-        agg: dict[str, list[float]] = {"loss": [], "grad_norm": [], "clip_frac": [], "kl_old_new": []}
-        gen = torch.Generator().manual_seed(self.version)
-        for _ in range(self.cfg.epochs):
-            order = torch.randperm(B, generator=gen)
-            for s in range(0, B, mb):
-                idx = order[s:s + mb]
-                m = mask[idx].to(self.device)
-                logits = self._logits(self.policy, input_ids[idx], attn[idx])
-                loss, terms = regularized_policy_loss(
-                    self.loss_fn, logits, targets[idx].to(self.device), old_logp[idx].to(self.device),
-                    ref_logp[idx].to(self.device), adv[idx].to(self.device), m, self.cfg)
+        agg: dict[str, list[float]] = defaultdict(list)
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.version)
+        for _ in range(cfg.epochs):
+            order = torch.randperm(n_groups, generator=gen)
+            for groups in mb_groups:
+                idx = (order[torch.as_tensor(groups)][:, None] * G + torch.arange(G)).flatten()
+                loss, stats = self._minibatch_loss(idx, input_ids, attn, targets, mask, pi_old, engine_logp,
+                                                   ref_logp, adv, old_values, returns, group_ids, gen)
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
-                gn = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.cfg.max_grad_norm)
+                gn = torch.nn.utils.clip_grad_norm_([p for g in self.opt.param_groups for p in g["params"]],
+                                                    cfg.max_grad_norm)
                 self.opt.step()
                 agg["loss"].append(loss.item())
                 agg["grad_norm"].append(float(gn))
-                agg["clip_frac"].append(terms["clip_frac"])
-                agg["kl_old_new"].append(terms["kl_old_new"])
+                for k, v in stats.items():
+                    agg[k].append(float(v))
+                self._flops += compute.train_flops(self._trained_shape, attn[idx].sum(-1).tolist())
         self.version += 1
-        stats.update({k: float(np.mean(v)) for k, v in agg.items()})
-        stats.update({
-            "policy_version": self.version,
-            "tokens_trained": int(mask.sum().item()) * self.cfg.epochs,
-            "learner_s": time.time() - t0,
-        })
-        return stats
+        means = {k: float(np.mean(v)) for k, v in agg.items()}
+        return UpdateResult(
+            policy_version=self.version, loss=means.pop("loss"), grad_norm=means.pop("grad_norm"),
+            tokens_trained=int(mask.sum().item()) * cfg.epochs, learner_s=time.time() - t0, flops=self._flops,
+            algo_stats=means, **result)
+
+    def _minibatch_loss(self, idx, input_ids, attn, targets, mask, pi_old, engine_logp, ref_logp, adv, old_values,
+                        returns, group_ids, gen):
+        dev = self.device
+        logits, values = self._forward(self.policy, input_ids[idx], attn[idx])
+        on = lambda x: x[idx].to(dev) if x is not None else None  # noqa: E731
+        inp = loss_inputs(logits, on(targets), on(mask), on(pi_old), on(engine_logp), on(adv), on(group_ids),
+                          ref_logp=on(ref_logp), values=values, old_values=on(old_values), returns=on(returns),
+                          with_entropy=self.cfg.entropy_control.name in ("entropy_bonus", "high_entropy_only"))
+        return policy_objective(inp, self.cfg, gen)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        """Weights for the rollout engine, on CPU, under HF checkpoint names."""
+        """Weights for the rollout engine, on CPU, under HF checkpoint names (the value
+        head is not part of the policy and stays here)."""
         return {k: v.detach().to("cpu").contiguous() for k, v in self.policy.state_dict().items()}
 
     def save(self, path: str) -> str:

@@ -1,8 +1,9 @@
 """The orchestrator: places the actors and runs the RL loop.
 
     for each step:
-        sample prompts -> roll out G completions each (vLLM) -> score (env)
-        -> group advantages -> learner update -> sync weights to the engines -> log
+        collect a scored batch (collect.py: draw prompts, roll out G episodes each with
+        vLLM, score with the env, apply the recipe's sample filter)
+        -> learner update (advantages, objective: rlscale/algos) -> sync weights -> log
     and every `eval.every` steps: mean@k / pass@k on the held-out validation set.
 """
 
@@ -22,8 +23,9 @@ from . import compute
 from .config import RunConfig
 from .device import actor_resources, resolve_use_gpu
 from .evaluation import summarize_eval
+from .batch import TrainBatch, UpdateResult
+from .collect import Collector, PromptsDoNotFitError, draw_problems, split_evenly
 from .learner import Learner
-from .losses import group_advantages
 from .modelpath import resolve_model
 from .rollout import RolloutWorker
 from .runlog import METRIC_FIELDS, RunLog, default_run_dir
@@ -47,29 +49,6 @@ def init_ray(cfg: RunConfig) -> None:
              log_to_driver=True, configure_logging=True, logging_level="WARNING")
 
 
-def draw_problems(env, n: int, seed: int, distinct: bool) -> list:
-    """n problems from `env` via reset(seed=...). distinct=True dedups by prompt (for a
-    fixed validation set), bounded so a tiny problem space cannot loop forever."""
-    problems, seen = [], set()
-    for i in range(n * 20 if distinct else n):
-        env.reset(seed=seed + i)
-        p = env.unwrapped.problem
-        if distinct and p.prompt in seen:
-            continue
-        seen.add(p.prompt)
-        problems.append(p)
-        if len(problems) == n:
-            return problems
-    raise ValueError(f"environment yielded only {len(problems)} distinct problems; lower eval.n_problems")
-
-
-MAX_REDRAWS = 20  # per prompt that does not fit the engine's context
-
-
-class PromptsDoNotFitError(RuntimeError):
-    """The environment's prompts are longer than the rollout engine's context."""
-
-
 def reward_by_env(rewards: list[float], env_names: list, default_name: str) -> dict[str, float]:
     """Mean reward per environment: per sub-environment for those that tag info["env"]
     (Mix), else one entry under the configured env id."""
@@ -77,11 +56,6 @@ def reward_by_env(rewards: list[float], env_names: list, default_name: str) -> d
     for r, name in zip(rewards, env_names):
         groups.setdefault(default_name if name is None else str(name), []).append(r)
     return {name: float(np.mean(rs)) for name, rs in sorted(groups.items())}
-
-
-def _split(items: list, parts: int) -> list[list]:
-    k = -(-len(items) // parts)
-    return [items[i:i + k] for i in range(0, len(items), k)]
 
 
 class Orchestrator:
@@ -105,11 +79,12 @@ class Orchestrator:
         self.probe_ids = ray.get(self.workers[0].probe_token_ids.remote())
         self.last_learner_probe = np.array(ray.get(self.learner.probe_logprobs.remote(self.probe_ids)))
         self.last_engine_probes = [np.array(p) for p in ray.get([w.probe_logprobs.remote() for w in self.workers])]
+        self.collector = Collector(cfg, self.workers)
 
     def _evaluate(self, val_problems: list) -> dict:
         e = self.cfg.eval
         parts = ray.get([w.evaluate.remote(chunk, e.k, e.temperature)
-                         for w, chunk in zip(self.workers, _split(val_problems, len(self.workers)))])
+                         for w, chunk in zip(self.workers, split_evenly(val_problems, len(self.workers)))])
         return summarize_eval([row for part in parts for row in part], e.k)
 
     def _sync_weights(self, version: int) -> dict:
@@ -165,41 +140,15 @@ class Orchestrator:
             except Exception:  # noqa: BLE001  (cleanup must not mask the run's own error)
                 pass
 
-    def _fits(self, problems: list) -> list[bool]:
-        """Whether each prompt leaves the engine room for at least one answer token. One
-        over-long prompt would make vLLM reject the whole batch, so such problems are
-        skipped (and counted) rather than sent."""
-        counts = ray.get(self.workers[0].prompt_token_counts.remote([p.prompt for p in problems]))
-        return [0 < c < self.cfg.rollout.max_model_len for c in counts]
-
-    def _too_long_hint(self) -> str:
-        return (f"the environment's prompts do not fit rollout.max_model_len={self.cfg.rollout.max_model_len} "
-                "tokens: raise rollout.max_model_len (up to the model's context), use a model with a longer "
-                "context, or pick shorter tasks in env.kwargs")
-
-    def _draw_train(self, env, seeds) -> tuple[list, int]:
-        """One problem per seed; a problem whose prompt does not fit is replaced by a fresh
-        draw. Returns the problems and how many were skipped."""
-        problems = [draw_problems(env, 1, int(s), distinct=False)[0] for s in seeds]
-        skipped = 0
-        for redraw in range(1, MAX_REDRAWS + 1):
-            bad = [i for i, ok in enumerate(self._fits(problems)) if not ok]
-            if not bad:
-                return problems, skipped
-            skipped += len(bad)
-            for i in bad:
-                problems[i] = draw_problems(env, 1, int(seeds[i]) + redraw * 1_000_003, distinct=False)[0]
-        raise PromptsDoNotFitError(f"{MAX_REDRAWS} redraws in a row were too long: {self._too_long_hint()}")
-
     def _draw_val(self, env, run_log: RunLog) -> list:
         cfg = self.cfg
         drawn = draw_problems(env, cfg.eval.n_problems, cfg.eval.seed, distinct=True)
-        kept = [p for p, ok in zip(drawn, self._fits(drawn)) if ok]
+        kept = [p for p, ok in zip(drawn, self.collector.fits(drawn)) if ok]
         if not kept:
-            raise PromptsDoNotFitError(f"no validation prompt fits: {self._too_long_hint()}")
+            raise PromptsDoNotFitError(f"no validation prompt fits: {self.collector.too_long_hint()}")
         if len(kept) < len(drawn):
             self.log(f"warning: {len(drawn) - len(kept)} of {len(drawn)} validation prompts do not fit the "
-                     f"engine's context and are left out; {self._too_long_hint()}")
+                     f"engine's context and are left out; {self.collector.too_long_hint()}")
         run_log.update_run_info(val_problems_used=len(kept), val_problems_too_long=len(drawn) - len(kept))
         return kept
 
@@ -209,7 +158,7 @@ class Orchestrator:
         val_env = make_text_env(cfg.env.id, cfg.env.kwargs, "val")
         val_problems = self._draw_val(val_env, run_log)
         rng = np.random.default_rng(cfg.seed)
-        P, G = cfg.rollout.prompts_per_step, cfg.rollout.group_size
+        G = cfg.rollout.group_size
         totals = {"flops": 0, "tokens": 0, "seconds": 0.0}
 
         base = self._evaluate(val_problems)
@@ -220,50 +169,41 @@ class Orchestrator:
         bar = tqdm(range(1, cfg.steps + 1), desc="rl", disable=not cfg.progress, dynamic_ncols=True)
         for step in bar:
             t0 = time.time()
-            seeds = rng.integers(0, 2**31 - 1, size=P)
-            problems, skipped = self._draw_train(train_env, seeds)
-            parts = ray.get([w.generate.remote(chunk, G)
-                             for w, chunk in zip(self.workers, _split(problems, len(self.workers)))])
-            batch = {k: [x for part in parts for x in part[k]] for k in parts[0] if isinstance(parts[0][k], list)}
-            rewards = np.array(batch["rewards"]).reshape(P, G)
-            adv = group_advantages(rewards, cfg.algo.adv_std_normalize).reshape(-1)
-
-            stats = ray.get(self.learner.update.remote({
-                "prompt_ids": batch["prompt_ids"], "completion_ids": batch["completion_ids"],
-                "sampling_logprobs": batch["sampling_logprobs"], "loss_mask": batch["loss_mask"],
-                "advantages": adv.tolist()}))
+            got = self.collector.collect(train_env, rng)
+            batch = got.batch
+            update: UpdateResult = ray.get(self.learner.update.remote(TrainBatch.from_rollouts(batch, G)))
             t_sync = time.time()
-            probe = self._sync_weights(stats["policy_version"])
+            probe = self._sync_weights(update.policy_version)
             sync_s = time.time() - t_sync
 
-            # Policy-sampled tokens per episode (multi-turn: env feedback tokens excluded).
-            comp_lens = [sum(m) for m in batch["loss_mask"]]
-            seq_lens = [len(p) + len(c) for p, c in zip(batch["prompt_ids"], batch["completion_ids"])]
-            rollout_flops = compute.rollout_flops(self.shape, batch["turn_lens"])
-            # The learner's no-grad passes (old policy + reference, which it always tracks
-            # for kl_ref) plus `epochs` forward+backward passes.
-            train_flops = (cfg.algo.epochs * compute.train_flops(self.shape, seq_lens)
-                           + 2 * compute.inference_flops(self.shape, seq_lens))
-            totals["flops"] += rollout_flops + train_flops
-            totals["tokens"] += sum(comp_lens)
+            # Compute follows what ran: every sampled episode (filtered out or not) and
+            # every pass the learner reports.
+            sampled = [x for b in got.sampled for x in b.turn_lens]
+            rollout_flops = compute.rollout_flops(self.shape, sampled)
+            tokens_sampled = sum(sum(m) for b in got.sampled for m in b.loss_mask)
+            totals["flops"] += rollout_flops + update.flops
+            totals["tokens"] += tokens_sampled
+            rewards = np.array(batch.rewards)
 
             row = {k: None for k in METRIC_FIELDS} | {
-                "step": step, "policy_version": stats["policy_version"], "time": time.time(),
+                "step": step, "policy_version": update.policy_version, "time": time.time(),
+                "policy_lag_mean": update.policy_lag_mean, "policy_lag_max": update.policy_lag_max,
                 "reward_mean": float(rewards.mean()), "reward_std": float(rewards.std()),
-                "entropy": stats["entropy"], "response_len_mean": float(np.mean(comp_lens)),
-                "truncated_frac": float(np.mean(batch["truncated"])), "prompts_skipped": skipped,
-                "turns_mean": float(np.mean(batch["turns"])),
-                "reward_by_env": reward_by_env(batch["rewards"], batch["env_names"], cfg.env.id),
-                "kl_ref": stats["kl_ref"], "kl_old_new": stats["kl_old_new"], "clip_frac": stats["clip_frac"],
-                "loss": stats["loss"], "grad_norm": stats["grad_norm"],
-                "logprob_diff": stats["logprob_diff"], **probe,
-                "tokens_sampled": sum(comp_lens), "tokens_trained": stats["tokens_trained"],
-                "rollout_flops": rollout_flops, "train_flops": train_flops,
-                "step_flops": rollout_flops + train_flops, "cumulative_flops": totals["flops"],
+                "entropy": update.entropy,
+                # Policy-sampled tokens per trained episode (multi-turn: env feedback excluded).
+                "response_len_mean": float(np.mean([sum(m) for m in batch.loss_mask])),
+                "truncated_frac": float(np.mean(batch.truncated)), "prompts_skipped": got.prompts_skipped,
+                "turns_mean": float(np.mean(batch.turns)),
+                "reward_by_env": reward_by_env(batch.rewards, batch.env_names, cfg.env.id),
+                "kl_ref": update.kl_ref, "loss": update.loss, "grad_norm": update.grad_norm,
+                "logprob_diff": update.logprob_diff, **probe,
+                "tokens_sampled": tokens_sampled, "tokens_trained": update.tokens_trained,
+                "rollout_flops": rollout_flops, "train_flops": update.flops,
+                "step_flops": rollout_flops + update.flops, "cumulative_flops": totals["flops"],
                 "cumulative_tokens_sampled": totals["tokens"],
-                "rollout_s": max(p["rollout_s"] for p in parts), "reward_s": max(p["reward_s"] for p in parts),
-                "learner_s": stats["learner_s"], "sync_s": sync_s,
-            }
+                "rollout_s": got.rollout_s, "reward_s": got.reward_s,
+                "learner_s": update.learner_s, "sync_s": sync_s,
+            } | update.algo_stats | got.filter_stats
             if step % cfg.eval.every == 0 or step == cfg.steps:
                 row |= self._evaluate(val_problems)
                 evals.append((step, row))
@@ -271,14 +211,14 @@ class Orchestrator:
             totals["seconds"] += row["step_s"]
             row["cumulative_s"] = totals["seconds"]
             run_log.log_step(row)
-            run_log.log_samples(step, stats["policy_version"], [
-                {"prompt": batch["prompts"][i], "completion": batch["completions"][i],
-                 "reward": batch["rewards"][i], "reason": batch["reasons"][i], "advantage": float(adv[i]),
-                 "turns": batch["turns"][i], "env": batch["env_names"][i]}
-                for i in range(0, len(adv), max(1, len(adv) // max(1, cfg.samples_per_step)))
-            ][: cfg.samples_per_step])
+            every = max(1, len(batch) // max(1, cfg.samples_per_step))
+            run_log.log_samples(step, update.policy_version, [
+                {"prompt": batch.prompts[i], "completion": batch.completions[i], "reward": batch.rewards[i],
+                 "reason": batch.reasons[i], "advantage": update.advantages[i], "turns": batch.turns[i],
+                 "env": batch.env_names[i], "sample_policy_version": batch.policy_versions[i]}
+                for i in range(0, len(batch), every)][: cfg.samples_per_step])
             bar.set_postfix(reward=f"{row['reward_mean']:.3f}", val=f"{evals[-1][1]['val_mean_at_k']:.3f}",
-                            H=f"{stats['entropy']:.2f}")
+                            H=f"{update.entropy:.2f}")
         bar.close()
         train_env.close()
         val_env.close()

@@ -25,6 +25,7 @@ from rlscale_envs import make_text_env
 
 from .config import EnvConfig, RolloutConfig
 from .device import vllm_engine_kwargs
+from .batch import RolloutBatch
 from .episodes import Episode, collate
 
 log = logging.getLogger(__name__)
@@ -72,10 +73,9 @@ class RolloutWorker:
             params = self._params(n, temperature, max_tokens)
         return self.llm.generate(prompts, params, use_tqdm=False)
 
-    @staticmethod
-    def _add_turn(episode: Episode, o) -> None:
+    def _add_turn(self, episode: Episode, o) -> None:
         logprobs = [lp[t].logprob for lp, t in zip(o.logprobs, o.token_ids)]
-        episode.add_turn(o.token_ids, logprobs, o.text, o.finish_reason == "length")
+        episode.add_turn(o.token_ids, logprobs, o.text, o.finish_reason == "length", self.version)
 
     def _score(self, episodes: list[Episode]) -> None:
         """Score each episode's latest answer in one env call. The trainer must not die
@@ -144,11 +144,11 @@ class RolloutWorker:
             turn += 1
         return episodes, gen_s, score_s
 
-    def generate(self, problems: list, n: int) -> dict:
+    def generate(self, problems: list, n: int) -> RolloutBatch:
         """G = n episodes per problem, scored. Lists are flat, grouped by problem."""
         episodes, rollout_s, reward_s = self._episodes(problems, n, self.cfg.temperature)
         batch = collate(episodes)
-        batch.update(rollout_s=rollout_s, reward_s=reward_s, policy_version=self.version)
+        batch.rollout_s, batch.reward_s = rollout_s, reward_s
         return batch
 
     def evaluate(self, problems: list, k: int, temperature: float) -> list[list[float]]:

@@ -23,11 +23,14 @@ from .config import RunConfig, to_yaml
 
 # Every metrics row carries all of these keys (a value is null when it does not apply,
 # e.g. val_* on steps without evaluation).
+# Rows also carry the recipe's own named stats (the loss's, the entropy control's, the
+# filter's: e.g. clip_frac, is_weight_mean, ds_groups_dropped), present when that
+# variant is selected.
 METRIC_FIELDS = [
-    "step", "policy_version", "time",
+    "step", "policy_version", "time", "policy_lag_mean", "policy_lag_max",
     "reward_mean", "reward_std", "val_mean_at_k", "val_pass_at_k",
     "entropy", "response_len_mean", "truncated_frac", "prompts_skipped", "turns_mean", "reward_by_env",
-    "kl_ref", "kl_old_new", "clip_frac",
+    "kl_ref", "kl_old_new",
     "loss", "grad_norm", "logprob_diff", "sync_probe_diff", "engine_probe_shift",
     "learner_probe_shift",
     "tokens_sampled", "tokens_trained",

@@ -13,8 +13,10 @@ from transformers import LlamaForCausalLM
 from rlscale import compute
 from rlscale.config import AlgoConfig, ConfigError, load_config
 from rlscale.episodes import FEEDBACK_LOGPROB, Episode, collate
-from rlscale.learner import Learner, pad_batch
-from rlscale.losses import POLICY_LOSSES, masked_mean, regularized_policy_loss, token_entropy
+from rlscale.algos.objective import policy_objective
+from rlscale.algos.primitives import masked_mean, token_entropy
+from rlscale.batch import TrainBatch
+from rlscale.learner import Learner, loss_inputs, pad_batch
 from rlscale.orchestrator import reward_by_env
 from rlscale.tokenizer import save_tokenizer
 from rlscale.zoo import llama_config
@@ -44,7 +46,7 @@ def test_episode_interleaves_policy_and_feedback_tokens():
     assert e.next_turn_max_tokens(4, None, 13) == 2
     assert e.room(None, 100) == 100 - 11 and e.room(10, 100) == 2  # feedback is not capped by max_tokens
     batch = collate([e])
-    assert batch["loss_mask"] == [e.loss_mask] and batch["turns"] == [2] and batch["env_names"] == [None]
+    assert batch.loss_mask == [e.loss_mask] and batch.turns == [2] and batch.env_names == [None]
     with pytest.raises(ValueError, match="2 tokens but 1 logprobs"):
         e.add_turn([1, 2], [0.0], "x", False)
 
@@ -77,7 +79,8 @@ def test_feedback_logits_do_not_change_loss_entropy_or_kl():
 
     def objective(lg):
         lg = lg.clone().requires_grad_(True)
-        loss, terms = regularized_policy_loss(POLICY_LOSSES["grpo"], lg, targets, old, ref, adv, mask, cfg)
+        inp = loss_inputs(lg, targets, mask, old, old, adv[:, None] * mask, torch.arange(B), ref_logp=ref)
+        loss, terms = policy_objective(inp, cfg, torch.Generator().manual_seed(0))
         loss.backward()
         return loss.item(), terms["kl_old_new"], masked_mean(token_entropy(lg.detach()), mask).item(), lg.grad
 
@@ -106,17 +109,17 @@ def test_learner_trains_and_measures_policy_tokens_only(tiny_model):
     """tokens_trained counts policy tokens; the engine-vs-learner gap ignores the
     placeholder logprobs of feedback tokens (here set absurdly to -50 vs 0)."""
     e = two_turn_episode()
-    algo = {"lr": 1e-3, "minibatches": 1}
+    algo = {"lr": 1e-3, "minibatches": 1, "log_kl_ref": True}
     stats = []
     for placeholder in (FEEDBACK_LOGPROB, -50.0):
         logprobs = [lp if m else placeholder for lp, m in zip(e.sampling_logprobs, e.loss_mask)]
         learner = Learner(tiny_model, algo, seed=0, use_gpu=False, dtype="float32")
-        stats.append(learner.update({"prompt_ids": [e.prompt_ids] * 2, "completion_ids": [e.completion_ids] * 2,
-                                     "sampling_logprobs": [logprobs] * 2, "loss_mask": [e.loss_mask] * 2,
-                                     "advantages": [1.0, -1.0]}))
-    assert stats[0]["tokens_trained"] == 2 * sum(e.loss_mask)
+        stats.append(learner.update(TrainBatch(
+            prompt_ids=[e.prompt_ids] * 2, completion_ids=[e.completion_ids] * 2, behaviour_logprobs=[logprobs] * 2,
+            loss_mask=[e.loss_mask] * 2, rewards=[1.0, 0.0], policy_versions=[0, 0], group_size=2)))
+    assert stats[0].tokens_trained == 2 * sum(e.loss_mask)
     for key in ("logprob_diff", "loss", "entropy", "kl_ref", "grad_norm"):
-        assert stats[0][key] == stats[1][key], key
+        assert getattr(stats[0], key) == getattr(stats[1], key), key
 
 
 def test_rollout_flops_count_each_turns_prefill_and_decode():
@@ -189,17 +192,18 @@ def test_second_turn_continues_from_the_exact_token_ids(multiturn_run):
     problems = draw_problems(make_text_env("rlscale/Arith-v0", {"max_operand": 9, "max_turns": 2}, "train"),
                              12, seed=5, distinct=True)
     batch = ray.get(orch.workers[0].generate.remote(problems, 2))
-    two_turn = [i for i, t in enumerate(batch["turns"]) if t == 2]
+    two_turn = [i for i, t in enumerate(batch.turns) if t == 2]
     assert two_turn
-    for i in range(len(batch["turns"])):
-        ids, mask, lps = batch["completion_ids"][i], batch["loss_mask"][i], batch["sampling_logprobs"][i]
-        turn_lens = batch["turn_lens"][i]
+    assert batch.policy_versions == [3] * len(batch)  # every turn sampled by the policy of the last sync (3 steps)
+    for i in range(len(batch.turns)):
+        ids, mask, lps = batch.completion_ids[i], batch.loss_mask[i], batch.sampling_logprobs[i]
+        turn_lens = batch.turn_lens[i]
         assert len(ids) == len(mask) == len(lps) and sum(g for _, g in turn_lens) == sum(mask)
-        assert turn_lens[0][0] == len(batch["prompt_ids"][i])
-        if batch["turns"][i] == 2:
+        assert turn_lens[0][0] == len(batch.prompt_ids[i])
+        if batch.turns[i] == 2:
             (ctx0, gen0), (ctx1, gen1) = turn_lens
             feedback = ids[gen0:ctx1 - ctx0]
             assert mask == [1] * gen0 + [0] * len(feedback) + [1] * gen1
             assert FEEDBACK_RE.match(tok.decode(feedback)), tok.decode(feedback)
-            assert ctx1 + gen1 <= len(batch["prompt_ids"][i]) + 120  # max_episode_tokens
+            assert ctx1 + gen1 <= len(batch.prompt_ids[i]) + 120  # max_episode_tokens
             assert all(lp == FEEDBACK_LOGPROB for lp in lps[gen0:gen0 + len(feedback)])

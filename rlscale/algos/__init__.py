@@ -1,0 +1,1 @@
+"""Recipe axes: settings (pydantic, light) and the torch implementations beside them."""

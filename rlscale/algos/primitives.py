@@ -1,0 +1,70 @@
+"""Per-token quantities and loss aggregation, shared by every recipe.
+
+Shapes: [B, T] tensors over the next-token grid (position t predicts token t+1);
+`mask` is 1 where the token was sampled by the policy (0 = prompt, env feedback, padding).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .settings import AggregationConfig
+
+
+def gather_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """log pi(token | prefix) for each position. logits [B, T, V], tokens [B, T]."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    return logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+
+
+def token_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Full-vocabulary entropy H = -sum_v p_v log p_v at each position. [B, T, V] -> [B, T]."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    return -(logp.exp() * logp).sum(-1)
+
+
+def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    """k3 estimator of KL(pi || pi_ref) per token (Schulman 2020, "Approximating KL
+    divergence"; GRPO Eq. 4): exp(ref - logp) - (ref - logp) - 1, unbiased and >= 0."""
+    d = ref_logp - logp
+    return torch.exp(d) - d - 1
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the mask-1 entries. Selects rather than multiplies, so an inf at a masked
+    position (0 * inf = nan) cannot leak into the mean."""
+    return torch.where(mask.bool(), x, torch.zeros_like(x)).sum() / mask.sum().clamp(min=1)
+
+
+def masked_std(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Population std over the mask-1 entries."""
+    mu = masked_mean(x, mask)
+    return masked_mean((x - mu) ** 2, mask).sqrt()
+
+
+def aggregate(x: torch.Tensor, mask: torch.Tensor, cfg: AggregationConfig, group_ids: torch.Tensor) -> torch.Tensor:
+    """Reduce a per-token loss [B, T] to the scalar that is differentiated.
+
+    token_mean               sum_bt x / sum_bt m                      (DAPO Eq. 12)
+    seq_mean_token_mean      1/B' sum_b (sum_t x / sum_t m)           (GRPO Eq. 3; B' = rows with tokens)
+    seq_mean_token_sum_norm  1/B  sum_b (sum_t x) / length            (Dr.GRPO Eq. 2)
+    prompt_mean              1/P  sum_p (sum_{b in p, t} x / sum_{b in p, t} m)   (ScaleRL Sec. 3.2)
+    """
+    keep = mask.bool()
+    x = torch.where(keep, x, torch.zeros_like(x))
+    m = keep.to(x.dtype)
+    if cfg.name == "token_mean":
+        return x.sum() / m.sum().clamp(min=1)
+    if cfg.name == "seq_mean_token_mean":
+        rows = m.sum(-1)
+        has = rows > 0
+        return (x.sum(-1)[has] / rows[has]).sum() / has.sum().clamp(min=1)
+    if cfg.name == "seq_mean_token_sum_norm":
+        return x.sum(-1).sum() / (x.shape[0] * cfg.length)
+    if cfg.name == "prompt_mean":
+        groups, idx = torch.unique(group_ids, return_inverse=True)
+        num = torch.zeros(len(groups), dtype=x.dtype, device=x.device).index_add(0, idx, x.sum(-1))
+        den = torch.zeros(len(groups), dtype=x.dtype, device=x.device).index_add(0, idx, m.sum(-1))
+        has = den > 0
+        return (num[has] / den[has]).sum() / has.sum().clamp(min=1)
+    raise KeyError(f"unknown aggregation {cfg.name!r}")
