@@ -250,6 +250,9 @@ def _describe(err: ValidationError, model: type[BaseModel]) -> str:
         elif e["type"] == "value_error":
             # Cross-field checks: each message line names its fields; the input is a whole mapping.
             lines += [f"  {line}" for line in e["msg"].removeprefix("Value error, ").splitlines()]
+        elif e["type"] == "union_tag_not_found":
+            lines.append(f"  {field}: name the variant first, e.g. {field}=<name> then {field}.<setting>=...; "
+                         f"{e['msg']}")
         else:
             lines.append(f"  {field or 'config'}: {e['msg']} (got {e.get('input')!r})")
     return "invalid config:\n" + "\n".join(lines)

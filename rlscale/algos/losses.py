@@ -100,7 +100,8 @@ def cispo(inp: LossInputs, cfg) -> LossOutput:
 
 
 def _sequence_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return (x * mask).sum(-1) / mask.sum(-1).clamp(min=1)
+    """Per-row mean over the mask-1 entries (selecting, so an inf outside the mask cannot leak)."""
+    return torch.where(mask.bool(), x, torch.zeros_like(x)).sum(-1) / mask.sum(-1).clamp(min=1)
 
 
 @register_loss("gspo")

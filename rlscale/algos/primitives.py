@@ -60,6 +60,8 @@ def aggregate(x: torch.Tensor, mask: torch.Tensor, cfg: AggregationConfig, group
         has = rows > 0
         return (x.sum(-1)[has] / rows[has]).sum() / has.sum().clamp(min=1)
     if cfg.name == "seq_mean_token_sum_norm":
+        if cfg.length is None:  # RunConfig fills it from the rollout's token budget
+            raise ValueError("aggregation seq_mean_token_sum_norm needs its constant length")
         return x.sum(-1).sum() / (x.shape[0] * cfg.length)
     if cfg.name == "prompt_mean":
         groups, idx = torch.unique(group_ids, return_inverse=True)

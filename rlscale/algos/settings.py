@@ -232,6 +232,9 @@ def fill_loss_defaults(algo: Any) -> Any:
     for axis, default in LOSS_DEFAULTS.get(name, {}).items():
         if algo.get(axis) is None:
             algo[axis] = {"name": default}
+        elif isinstance(algo[axis], dict) and "name" not in algo[axis]:
+            # a dotted setting on an unnamed axis (algo.advantage.std_level=batch) edits the loss's default
+            algo[axis] = {"name": default, **algo[axis]}
     return algo
 
 
