@@ -20,11 +20,11 @@ from tqdm import tqdm
 from rlscale_envs import make_text_env
 
 from . import compute
+from .batch import TrainBatch, UpdateResult
+from .collect import Collector, PromptsDoNotFitError, draw_problems, split_evenly
 from .config import RunConfig
 from .device import actor_resources, resolve_use_gpu
 from .evaluation import summarize_eval
-from .batch import TrainBatch, UpdateResult
-from .collect import Collector, PromptsDoNotFitError, draw_problems, split_evenly
 from .learner import Learner
 from .modelpath import resolve_model
 from .rollout import RolloutWorker

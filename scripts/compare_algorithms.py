@@ -1,6 +1,6 @@
 """Compare RL settings by their ScaleRL compute curves (Khatri et al. 2025).
 
-Runs are grouped by a config column (e.g. algo.lr, algo.clip_eps, rollout.group_size); each
+Runs are grouped by a config column (e.g. algo.lr, algo.loss.name, rollout.group_size); each
 group's seeds are pooled into one sigmoid, bootstrapped over runs where a group has 3+.
 Prints A, B and C_mid with 95% intervals and which differences are inside the noise
 (B only compared where the A intervals agree).
