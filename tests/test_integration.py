@@ -6,14 +6,16 @@ import numpy as np
 import pytest
 import ray
 
+from rlscale.batch import TrainBatch
 from rlscale.config import load_config
 from rlscale.orchestrator import Orchestrator, StaleWeightsError
 from rlscale.runlog import METRIC_FIELDS
 
 pytestmark = pytest.mark.integration
 
-# Training rows may leave only the validation fields empty on non-eval steps.
-NULLABLE_ON_TRAIN_STEPS = {"val_mean_at_k", "val_pass_at_k"}
+# Training rows may leave only the validation fields empty on non-eval steps, and kl_ref
+# when no reference model is built (kl_coef 0 and log_kl_ref off, the quickstart's case).
+NULLABLE_ON_TRAIN_STEPS = {"val_mean_at_k", "val_pass_at_k", "kl_ref"}
 
 
 @pytest.fixture(scope="module")
@@ -60,9 +62,10 @@ def _forced_update(orch):
     """A learner update with a guaranteed non-zero gradient (the tiny test model may
     score 0 on every rollout, which leaves the policy unchanged)."""
     ids = ray.get(orch.workers[0].probe_token_ids.remote())
-    return ray.get(orch.learner.update.remote({
-        "prompt_ids": [ids[:5]] * 2, "completion_ids": [ids[5:]] * 2,
-        "sampling_logprobs": [[0.0] * (len(ids) - 5)] * 2, "advantages": [1.0, -0.5]}))
+    n = len(ids) - 5
+    return ray.get(orch.learner.update.remote(TrainBatch(
+        prompt_ids=[ids[:5]] * 2, completion_ids=[ids[5:]] * 2, behaviour_logprobs=[[0.0] * n] * 2,
+        loss_mask=[[1] * n] * 2, rewards=[1.0, 0.0], policy_versions=[0, 0], group_size=2)))
 
 
 def test_engine_weights_changed_after_each_update(finished_run):
@@ -74,7 +77,7 @@ def test_engine_weights_changed_after_each_update(finished_run):
             assert r["engine_probe_shift"] > 0.5 * r["learner_probe_shift"]
         assert r["sync_probe_diff"] < 0.01  # ... to the learner's new policy
     stats = _forced_update(orch)
-    probe = orch._sync_weights(stats["policy_version"])
+    probe = orch._sync_weights(stats.policy_version)
     assert probe["learner_probe_shift"] > 1e-3
     assert probe["engine_probe_shift"] > 0.5 * probe["learner_probe_shift"]
     assert probe["sync_probe_diff"] < 0.01
@@ -85,4 +88,4 @@ def test_stale_engine_is_caught(finished_run):
     orch, _ = finished_run
     stats = _forced_update(orch)  # deliberately not pushed to the engine
     with pytest.raises(StaleWeightsError, match="stale"):
-        orch.check_engines(stats["policy_version"])
+        orch.check_engines(stats.policy_version)
