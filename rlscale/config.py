@@ -128,7 +128,10 @@ class AlgoConfig(_Strict):
     minibatches: int = Field(1, ge=1)
     epochs: int = Field(1, ge=1)
 
-    _fill_loss_defaults = model_validator(mode="before")(classmethod(lambda cls, data: fill_loss_defaults(data)))
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_loss_defaults(cls, data: Any) -> Any:
+        return fill_loss_defaults(data)
 
     @model_validator(mode="after")
     def _combination(self):

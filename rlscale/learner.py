@@ -27,7 +27,7 @@ from . import compute
 from .algos.advantages import AdvantageInputs, estimate_advantages
 from .algos.losses import LossInputs
 from .algos.objective import policy_objective
-from .algos.primitives import gather_logprobs, kl_k3, masked_mean, token_entropy
+from .algos.primitives import gather_logprobs, kl_k3, masked_mean, masked_row_mean, token_entropy
 from .batch import TrainBatch, UpdateResult
 from .compute import ModelShape
 from .config import AlgoConfig
@@ -63,11 +63,6 @@ def scatter_completion(values: list[list[float]], prompt_lens: list[int], shape)
     for b, (v, p) in enumerate(zip(values, prompt_lens)):
         out[b, p - 1 : p - 1 + len(v)] = torch.tensor(v, dtype=torch.float32)
     return out
-
-
-def masked_row_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Per-row mean over the mask-1 entries: [B, T] -> [B]."""
-    return (x * mask).sum(-1) / mask.sum(-1).clamp(min=1)
 
 
 def loss_inputs(logits, targets, mask, old_logp, behaviour_logp, advantages, group_ids, *, ref_logp=None,
@@ -124,11 +119,12 @@ class Learner:
     def model_shape(self) -> ModelShape:
         return self.shape
 
-    def _forward(self, model, input_ids, attn) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _forward(self, model, input_ids, attn, with_values: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits [B, L-1, V] predicting each next token, and the critic's values [B, L-1]
-        (None without a value head). fp32_lm_head (ScaleRL Sec. 3.2): the last hidden
-        state and the head's weight are cast to fp32 before the projection, so a bf16
-        policy's logits and logprobs are computed in fp32."""
+        (None without a value head, or with with_values=False, as for the reference).
+        fp32_lm_head (ScaleRL Sec. 3.2): the last hidden state and the head's weight are
+        cast to fp32 before the projection, so a bf16 policy's logits and logprobs are
+        computed in fp32."""
         input_ids, attn = input_ids.to(self.device), attn.to(self.device)
         if not self._split_head:
             return model(input_ids=input_ids, attention_mask=attn).logits[:, :-1], None
@@ -139,8 +135,8 @@ class Learner:
             logits = F.linear(hidden.float(), head.weight.float(), bias)
         else:
             logits = head(hidden)
-        values = self.value_head(hidden.float()).squeeze(-1) if self.value_head is not None else None
-        return logits, values
+        with_values = with_values and self.value_head is not None
+        return logits, self.value_head(hidden.float()).squeeze(-1) if with_values else None
 
     @torch.no_grad()
     def probe_logprobs(self, token_ids: list[int]) -> list[float]:
@@ -163,9 +159,8 @@ class Learner:
             ent.append(token_entropy(logits).cpu())
             if values is not None:
                 val.append(values.float().cpu())
-            if self.ref is not None:
-                ref.append(gather_logprobs(self.ref(input_ids=ids.to(self.device),
-                                                    attention_mask=am.to(self.device)).logits[:, :-1], tg).cpu())
+            if self.ref is not None:  # through the same head path, so KL compares like with like
+                ref.append(gather_logprobs(self._forward(self.ref, ids, am, with_values=False)[0], tg).cpu())
         lens = attn.sum(-1).tolist()
         self._flops += compute.inference_flops(self._trained_shape, lens)
         if self.ref is not None:

@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 
 from . import registrar
-from .primitives import masked_mean
+from .primitives import masked_mean, masked_row_mean
 
 
 @dataclass
@@ -95,19 +95,14 @@ def cispo(inp: LossInputs, cfg) -> LossOutput:
     return LossOutput(-weight * inp.advantages * inp.logp, stats=stats)
 
 
-def _sequence_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Per-row mean over the mask-1 entries (selecting, so an inf outside the mask cannot leak)."""
-    return torch.where(mask.bool(), x, torch.zeros_like(x)).sum(-1) / mask.sum(-1).clamp(min=1)
-
-
 @register_loss("gspo")
 def gspo(inp: LossInputs, cfg) -> LossOutput:
     """GSPO (Zheng et al. 2025, Eq. 5-7): one length-normalised ratio per sequence,
         s_i = (pi(y_i) / pi_old(y_i)) ^ (1 / |y_i|) = exp(mean_t (logp - old_logp)),
         J_i = min(s_i A_i, clip(s_i, 1 - eps_low, 1 + eps_high) A_i),
     placed on every token of sequence i. clip_frac is the share of sequences clipped."""
-    s = torch.exp(_sequence_mean(inp.logp - inp.old_logp, inp.mask))
-    adv = _sequence_mean(inp.advantages, inp.mask)
+    s = torch.exp(masked_row_mean(inp.logp - inp.old_logp, inp.mask))
+    adv = masked_row_mean(inp.advantages, inp.mask)
     unclipped = s * adv
     clipped = torch.clamp(s, 1 - cfg.clip_low, 1 + cfg.clip_high) * adv
     per_seq = -torch.minimum(unclipped, clipped)

@@ -36,6 +36,11 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.where(mask.bool(), x, torch.zeros_like(x)).sum() / mask.sum().clamp(min=1)
 
 
+def masked_row_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-row mean over the mask-1 entries, [B, T] -> [B] (selecting, like masked_mean)."""
+    return torch.where(mask.bool(), x, torch.zeros_like(x)).sum(-1) / mask.sum(-1).clamp(min=1)
+
+
 def masked_std(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Population std over the mask-1 entries."""
     mu = masked_mean(x, mask)
