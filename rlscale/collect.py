@@ -60,48 +60,54 @@ class Collected:
 
 
 class Collector:
-    def __init__(self, cfg: RunConfig, workers: list):
-        self.cfg, self.workers = cfg, workers
+    def __init__(self, cfg: RunConfig, workers: list, tokenizer):
+        """tokenizer: the policy's own (the files the engines load), so prompts are
+        tokenised once, here, and the engines get token ids."""
+        self.cfg, self.workers, self.tok = cfg, workers, tokenizer
         f = cfg.algo.filter
         self.retirement = PromptRetirement(f.threshold) if f.name == "no_positive_resampling" else None
 
-    def fits(self, problems: list) -> list[bool]:
+    def prompt_ids(self, problems: list) -> list[list[int]]:
+        return self.tok([p.prompt for p in problems]).input_ids
+
+    def fits(self, prompt_ids: list[list[int]]) -> list[bool]:
         """Whether each prompt leaves the engine room for at least one answer token. One
         over-long prompt would make vLLM reject the whole batch, so such problems are
         skipped (and counted) rather than sent."""
-        counts = ray.get(self.workers[0].prompt_token_counts.remote([p.prompt for p in problems]))
-        return [0 < c < self.cfg.rollout.max_model_len for c in counts]
+        return [0 < len(ids) < self.cfg.rollout.max_model_len for ids in prompt_ids]
 
     def too_long_hint(self) -> str:
         return (f"the environment's prompts do not fit rollout.max_model_len={self.cfg.rollout.max_model_len} "
                 "tokens: raise rollout.max_model_len (up to the model's context), use a model with a longer "
                 "context, or pick shorter tasks in env.kwargs")
 
-    def draw_train(self, env, seeds) -> tuple[list, int, int]:
+    def draw_train(self, env, seeds) -> tuple[list, list[list[int]], int, int]:
         """One problem per seed; a problem whose prompt does not fit, or that is retired,
-        is replaced by a fresh draw. Returns the problems, how many were too long and
-        how many were retired."""
+        is replaced by a fresh draw. Returns the problems, their prompt token ids, how
+        many were too long and how many were retired."""
         problems = [draw_problems(env, 1, int(s), distinct=False)[0] for s in seeds]
+        ids = self.prompt_ids(problems)
         too_long = retired = 0
         for redraw in range(1, MAX_REDRAWS + 1):
-            fit = self.fits(problems)
+            fit = self.fits(ids)
             old = [self.retirement is not None and self.retirement.is_retired(p.prompt) for p in problems]
             bad = [i for i in range(len(problems)) if not fit[i] or old[i]]
             if not bad:
-                return problems, too_long, retired
+                return problems, ids, too_long, retired
             too_long += sum(not fit[i] for i in bad)
             retired += sum(fit[i] and old[i] for i in bad)
             for i in bad:
                 problems[i] = draw_problems(env, 1, int(seeds[i]) + redraw * 1_000_003, distinct=False)[0]
+                ids[i] = self.prompt_ids([problems[i]])[0]
         if retired and not too_long:
             raise RuntimeError(f"{MAX_REDRAWS} redraws in a row hit retired prompts: the environment has run out "
                                "of unmastered prompts; raise algo.filter.threshold or use a larger task space")
         raise PromptsDoNotFitError(f"{MAX_REDRAWS} redraws in a row were too long: {self.too_long_hint()}")
 
-    def generate(self, problems: list) -> RolloutBatch:
-        G = self.cfg.rollout.group_size
-        parts = ray.get([w.generate.remote(chunk, G)
-                         for w, chunk in zip(self.workers, split_evenly(problems, len(self.workers)))])
+    def generate(self, problems: list, prompt_ids: list[list[int]]) -> RolloutBatch:
+        G, n = self.cfg.rollout.group_size, len(self.workers)
+        parts = ray.get([w.generate.remote(chunk, G, ids) for w, chunk, ids in
+                         zip(self.workers, split_evenly(problems, n), split_evenly(prompt_ids, n))])
         return RolloutBatch.concat(parts)
 
     def collect(self, env, rng: np.random.Generator) -> Collected:
@@ -115,9 +121,9 @@ class Collector:
             need = P - sum(len(b) for b in kept) // G
             if need == 0:
                 break
-            problems, too_long, retired = self.draw_train(env, rng.integers(0, 2**31 - 1, size=need))
+            problems, ids, too_long, retired = self.draw_train(env, rng.integers(0, 2**31 - 1, size=need))
             skipped, retired_redraws = skipped + too_long, retired_redraws + retired
-            batch = self.generate(problems)
+            batch = self.generate(problems, ids)
             sampled.append(batch)
             rewards = np.array(batch.rewards).reshape(-1, G)
             if self.retirement is not None:

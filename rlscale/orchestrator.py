@@ -27,7 +27,7 @@ from .device import actor_resources, resolve_use_gpu
 from .evaluation import summarize_eval
 from .learner import Learner
 from .modelpath import resolve_model
-from .rollout import RolloutWorker
+from .rollout import PROBE_TEXT, RolloutWorker
 from .runlog import METRIC_FIELDS, RunLog, default_run_dir
 
 
@@ -79,12 +79,23 @@ class Orchestrator:
         self.probe_ids = ray.get(self.workers[0].probe_token_ids.remote())
         self.last_learner_probe = np.array(ray.get(self.learner.probe_logprobs.remote(self.probe_ids)))
         self.last_engine_probes = [np.array(p) for p in ray.get([w.probe_logprobs.remote() for w in self.workers])]
-        self.collector = Collector(cfg, self.workers)
+        self.collector = Collector(cfg, self.workers, self._tokenizer(model_path))
+
+    def _tokenizer(self, model_path: str):
+        """The policy's tokenizer, loaded here so prompts are tokenised once, in the
+        driver; it must give the engine's token ids (checked on the probe text)."""
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(model_path)
+        if tok(PROBE_TEXT).input_ids != self.probe_ids:
+            raise RuntimeError(f"the tokenizer in {model_path} gives other token ids than the rollout engine's on "
+                               "the probe text; the driver and the engines must load the same tokenizer files")
+        return tok
 
     def _evaluate(self, val_problems: list) -> dict:
-        e = self.cfg.eval
-        parts = ray.get([w.evaluate.remote(chunk, e.k, e.temperature)
-                         for w, chunk in zip(self.workers, split_evenly(val_problems, len(self.workers)))])
+        e, n = self.cfg.eval, len(self.workers)
+        parts = ray.get([w.evaluate.remote(chunk, ids, e.k, e.temperature) for w, chunk, ids in
+                         zip(self.workers, split_evenly(val_problems, n), split_evenly(self.val_ids, n))])
         return summarize_eval([row for part in parts for row in part], e.k)
 
     def _sync_weights(self, version: int) -> dict:
@@ -143,7 +154,10 @@ class Orchestrator:
     def _draw_val(self, env, run_log: RunLog) -> list:
         cfg = self.cfg
         drawn = draw_problems(env, cfg.eval.n_problems, cfg.eval.seed, distinct=True)
-        kept = [p for p, ok in zip(drawn, self.collector.fits(drawn)) if ok]
+        ids = self.collector.prompt_ids(drawn)
+        fit = self.collector.fits(ids)
+        kept = [p for p, ok in zip(drawn, fit) if ok]
+        self.val_ids = [i for i, ok in zip(ids, fit) if ok]
         if not kept:
             raise PromptsDoNotFitError(f"no validation prompt fits: {self.collector.too_long_hint()}")
         if len(kept) < len(drawn):

@@ -114,15 +114,18 @@ class RolloutWorker:
             going_on.append(e)
         return going_on
 
-    def _episodes(self, problems: list, n: int, temperature: float) -> tuple[list[Episode], float, float]:
-        """n episodes per problem (grouped by problem), plus generate and score seconds."""
+    def _episodes(self, problems: list, prompt_ids: list[list[int]], n: int,
+                  temperature: float) -> tuple[list[Episode], float, float]:
+        """n episodes per problem (grouped by problem), plus generate and score seconds.
+        prompt_ids: each problem's prompt, tokenised by the orchestrator with this
+        policy's tokenizer (the engine does not tokenise again)."""
         t0 = time.time()
-        outs = self._sample([p.prompt for p in problems], n, temperature, self.cfg.max_tokens)
+        outs = self._sample([{"prompt_token_ids": ids} for ids in prompt_ids], n, temperature, self.cfg.max_tokens)
         gen_s = time.time() - t0
         episodes = []
-        for problem, out in zip(problems, outs):
+        for problem, ids, out in zip(problems, prompt_ids, outs):
             for o in out.outputs:
-                e = Episode(problem, out.prompt, list(out.prompt_token_ids))
+                e = Episode(problem, problem.prompt, list(ids))
                 self._add_turn(e, o)
                 episodes.append(e)
         active, turn, score_s = episodes, 0, 0.0
@@ -145,16 +148,16 @@ class RolloutWorker:
             turn += 1
         return episodes, gen_s, score_s
 
-    def generate(self, problems: list, n: int) -> RolloutBatch:
+    def generate(self, problems: list, n: int, prompt_ids: list[list[int]]) -> RolloutBatch:
         """G = n episodes per problem, scored. Lists are flat, grouped by problem."""
-        episodes, rollout_s, reward_s = self._episodes(problems, n, self.cfg.temperature)
+        episodes, rollout_s, reward_s = self._episodes(problems, prompt_ids, n, self.cfg.temperature)
         batch = collate(episodes)
         batch.rollout_s, batch.reward_s = rollout_s, reward_s
         return batch
 
-    def evaluate(self, problems: list, k: int, temperature: float) -> list[list[float]]:
+    def evaluate(self, problems: list, prompt_ids: list[list[int]], k: int, temperature: float) -> list[list[float]]:
         """k episodes per validation problem -> reward matrix [n_problems][k]."""
-        episodes, _, _ = self._episodes(problems, k, temperature)
+        episodes, _, _ = self._episodes(problems, prompt_ids, k, temperature)
         rewards = [e.reward for e in episodes]
         return [rewards[i * k:(i + 1) * k] for i in range(len(problems))]
 
@@ -167,11 +170,6 @@ class RolloutWorker:
         self.llm.collective_rpc("reload_weights", kwargs={"weights_path": str(self.weights_dir)})
         self.llm.reset_prefix_cache()  # cached KV blocks were computed by the old weights
         self.version = version
-
-    def prompt_token_counts(self, prompts: list[str]) -> list[int]:
-        """How many tokens each prompt takes in this engine (vLLM refuses prompts that do
-        not fit max_model_len, so the orchestrator skips those before sampling)."""
-        return [len(ids) for ids in self.tok(prompts).input_ids]
 
     def probe_token_ids(self) -> list[int]:
         return self.tok(PROBE_TEXT).input_ids

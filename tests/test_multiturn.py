@@ -179,7 +179,7 @@ def test_second_turn_continues_from_the_exact_token_ids(multiturn_run):
     tok = AutoTokenizer.from_pretrained(json.loads((run_dir / "run.json").read_text())["model_path"])
     problems = draw_problems(make_text_env("rlscale/Arith-v0", {"max_operand": 9, "max_turns": 2}, "train"),
                              12, seed=5, distinct=True)
-    batch = ray.get(orch.workers[0].generate.remote(problems, 2))
+    batch = ray.get(orch.workers[0].generate.remote(problems, 2, orch.collector.prompt_ids(problems)))
     two_turn = [i for i, t in enumerate(batch.turns) if t == 2]
     assert two_turn
     assert batch.policy_versions == [3] * len(batch)  # every turn sampled by the policy of the last sync (3 steps)
