@@ -92,10 +92,10 @@ class Orchestrator:
                                "the probe text; the driver and the engines must load the same tokenizer files")
         return tok
 
-    def _evaluate(self, val_problems: list) -> dict:
+    def _evaluate(self, val_problems: list, val_ids: list[list[int]]) -> dict:
         e, n = self.cfg.eval, len(self.workers)
         parts = ray.get([w.evaluate.remote(chunk, ids, e.k, e.temperature) for w, chunk, ids in
-                         zip(self.workers, split_evenly(val_problems, n), split_evenly(self.val_ids, n))])
+                         zip(self.workers, split_evenly(val_problems, n), split_evenly(val_ids, n))])
         return summarize_eval([row for part in parts for row in part], e.k)
 
     def _sync_weights(self, version: int) -> dict:
@@ -151,31 +151,32 @@ class Orchestrator:
             except Exception:  # noqa: BLE001  (cleanup must not mask the run's own error)
                 pass
 
-    def _draw_val(self, env, run_log: RunLog) -> list:
+    def _draw_val(self, env, run_log: RunLog) -> tuple[list, list[list[int]]]:
+        """The fixed validation problems that fit the engine, and their prompt token ids."""
         cfg = self.cfg
         drawn = draw_problems(env, cfg.eval.n_problems, cfg.eval.seed, distinct=True)
         ids = self.collector.prompt_ids(drawn)
         fit = self.collector.fits(ids)
         kept = [p for p, ok in zip(drawn, fit) if ok]
-        self.val_ids = [i for i, ok in zip(ids, fit) if ok]
+        kept_ids = [i for i, ok in zip(ids, fit) if ok]
         if not kept:
             raise PromptsDoNotFitError(f"no validation prompt fits: {self.collector.too_long_hint()}")
         if len(kept) < len(drawn):
             self.log(f"warning: {len(drawn) - len(kept)} of {len(drawn)} validation prompts do not fit the "
                      f"engine's context and are left out; {self.collector.too_long_hint()}")
         run_log.update_run_info(val_problems_used=len(kept), val_problems_too_long=len(drawn) - len(kept))
-        return kept
+        return kept, kept_ids
 
     def _loop(self, run_log: RunLog) -> dict:
         cfg = self.cfg
         train_env = make_text_env(cfg.env.id, cfg.env.kwargs, "train")
         val_env = make_text_env(cfg.env.id, cfg.env.kwargs, "val")
-        val_problems = self._draw_val(val_env, run_log)
+        val_problems, val_ids = self._draw_val(val_env, run_log)
         rng = np.random.default_rng(cfg.seed)
         G = cfg.rollout.group_size
         totals = {"flops": 0, "tokens": 0, "seconds": 0.0}
 
-        base = self._evaluate(val_problems)
+        base = self._evaluate(val_problems, val_ids)
         run_log.log_step({k: None for k in METRIC_FIELDS} | base | {
             "step": 0, "policy_version": 0, "time": time.time(), "cumulative_flops": 0,
             "cumulative_tokens_sampled": 0, "cumulative_s": 0.0})
@@ -219,7 +220,7 @@ class Orchestrator:
                 "learner_s": update.learner_s, "sync_s": sync_s,
             } | update.algo_stats | got.filter_stats
             if step % cfg.eval.every == 0 or step == cfg.steps:
-                row |= self._evaluate(val_problems)
+                row |= self._evaluate(val_problems, val_ids)
                 evals.append((step, row))
             row["step_s"] = time.time() - t0
             totals["seconds"] += row["step_s"]

@@ -23,9 +23,9 @@ from safetensors.torch import save_file
 
 from rlscale_envs import make_text_env
 
+from .batch import RolloutBatch
 from .config import EnvConfig, RolloutConfig
 from .device import vllm_engine_kwargs
-from .batch import RolloutBatch
 from .episodes import Episode, collate
 
 log = logging.getLogger(__name__)
