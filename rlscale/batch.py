@@ -19,6 +19,7 @@ class RolloutBatch:
     sampling_logprobs: list[list[float]]  # the engine's logprob of each completion token (behaviour policy)
     loss_mask: list[list[int]]  # 1 = sampled by the policy, 0 = env feedback
     policy_versions: list[int]  # the oldest policy version that generated any turn of the episode
+    turn_versions: list[list[int]]  # the version that sampled each turn (async: weights may change between turns)
     turn_lens: list[list[tuple[int, int]]]  # (context tokens, generated tokens) per turn
     turns: list[int]
     prompts: list[str]

@@ -87,6 +87,9 @@ def check_env(env: EnvConfig) -> None:
 
 
 class RolloutConfig(_Strict):
+    mode: Literal["sync", "async"] = Field(
+        "sync", description="sync: sample, then learn, in turn; async: workers keep sampling while the learner "
+                            "trains, at most algo.max_staleness policy versions behind")
     num_workers: int = Field(1, ge=1)
     prompts_per_step: int = Field(32, gt=0)
     group_size: int = Field(8, ge=2, description="G completions per prompt (GRPO needs >= 2)")
@@ -127,6 +130,9 @@ class AlgoConfig(_Strict):
     max_grad_norm: float = Field(1.0, gt=0)
     minibatches: int = Field(1, ge=1)
     epochs: int = Field(1, ge=1)
+    max_staleness: int | None = Field(
+        None, ge=0, description="async: a sample from policy version v is trained at learner version v+k at most; "
+                                "older ones are dropped. null = 0 in sync mode, 1 in async mode")
 
     @model_validator(mode="before")
     @classmethod
@@ -147,7 +153,9 @@ class AlgoConfig(_Strict):
 
 
 class EvalConfig(_Strict):
-    every: int = Field(10, gt=0, description="evaluate every N steps (and at start and end)")
+    every: int = Field(10, gt=0, description="evaluate every N steps (and at the end)")
+    at_start: bool = Field(True, description="evaluate the base policy as step 0 (the scaling fits' anchor R0; "
+                                             "without it they fit R0 freely)")
     n_problems: int = Field(200, gt=0)
     k: int = Field(4, ge=1, description="samples per problem for mean@k and pass@k")
     temperature: float = Field(1.0, gt=0)
@@ -177,6 +185,12 @@ class RunConfig(_Strict):
 
     @model_validator(mode="after")
     def _cross_field(self):
+        k = self.algo.max_staleness
+        if self.rollout.mode == "sync" and k:
+            raise ValueError(f"algo.max_staleness={k} needs rollout.mode=async: in sync mode every batch is "
+                             "trained by the policy that sampled it; set rollout.mode=async or drop the key")
+        if k is None:
+            self.algo.max_staleness = 1 if self.rollout.mode == "async" else 0
         if self.rollout.prompts_per_step % self.algo.minibatches:
             # Minibatches hold whole prompt groups (prompt-level aggregation, group statistics).
             raise ValueError(

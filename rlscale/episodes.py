@@ -38,7 +38,7 @@ class Episode:
     last_answer: str = ""  # the latest turn's completion text: what the env scores
     turn_lens: list[tuple[int, int]] = field(default_factory=list)  # (context tokens, generated tokens) per turn
     truncated: bool = False  # the latest turn stopped at its token limit
-    policy_version: int | None = None  # the oldest policy version that generated a turn
+    turn_versions: list[int] = field(default_factory=list)  # the policy version that sampled each turn
     reward: float = 0.0
     reason: str = ""
     info: dict = field(default_factory=dict)
@@ -48,16 +48,20 @@ class Episode:
         return self.prompt_ids + self.completion_ids
 
     @property
+    def policy_version(self) -> int:
+        """The oldest policy version that sampled any turn: what staleness is judged by."""
+        return min(self.turn_versions, default=0)
+
+    @property
     def turns(self) -> int:
         return len(self.turn_lens)
 
     def add_turn(self, token_ids, logprobs, text: str, truncated: bool, policy_version: int = 0) -> None:
         token_ids, logprobs = list(token_ids), list(logprobs)
-        self.policy_version = policy_version if self.policy_version is None else min(self.policy_version,
-                                                                                     policy_version)
         if len(token_ids) != len(logprobs):
             raise ValueError(f"a turn has {len(token_ids)} tokens but {len(logprobs)} logprobs")
         self.turn_lens.append((len(self.prompt_ids) + len(self.completion_ids), len(token_ids)))
+        self.turn_versions.append(policy_version)
         self.completion_ids += token_ids
         self.sampling_logprobs += logprobs
         self.loss_mask += [1] * len(token_ids)
@@ -90,7 +94,8 @@ def collate(episodes: list[Episode]) -> RolloutBatch:
         completion_ids=[e.completion_ids for e in episodes],
         sampling_logprobs=[e.sampling_logprobs for e in episodes],
         loss_mask=[e.loss_mask for e in episodes],
-        policy_versions=[int(e.policy_version or 0) for e in episodes],
+        policy_versions=[e.policy_version for e in episodes],
+        turn_versions=[e.turn_versions for e in episodes],
         turn_lens=[e.turn_lens for e in episodes],
         turns=[e.turns for e in episodes],
         prompts=[e.prompt for e in episodes],

@@ -81,10 +81,12 @@ def loss_inputs(logits, targets, mask, old_logp, behaviour_logp, advantages, gro
 
 
 class Learner:
-    def __init__(self, model_path: str, algo: dict, seed: int, use_gpu: bool, dtype: str):
+    def __init__(self, model_path: str, algo: dict, seed: int, use_gpu: bool, dtype: str, engines_alongside: int = 0):
+        """engines_alongside: rollout engines that compute on this host while the learner
+        does (async mode on one machine); on CPU the learner leaves one core to each."""
         torch.manual_seed(seed)
         if not use_gpu:
-            torch.set_num_threads(max(1, os.cpu_count() or 1))
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) - engines_alongside))
         self.cfg = AlgoConfig.model_validate(algo)
         self.seed = seed
         self.device = torch_device(use_gpu)

@@ -1,10 +1,13 @@
 """The orchestrator: places the actors and runs the RL loop.
 
     for each step:
-        collect a scored batch (collect.py: draw prompts, roll out G episodes each with
-        vLLM, score with the env, apply the recipe's sample filter)
+        take the next scored batch from the pipeline (pipeline.py: collect.py draws
+        prompts, rolls out G episodes each with vLLM, scores them with the env and
+        applies the recipe's sample filter, up to algo.max_staleness versions ahead)
+        -> drop samples older than the staleness bound
         -> learner update (advantages, objective: rlscale/algos) -> sync weights -> log
-    and every `eval.every` steps: mean@k / pass@k on the held-out validation set.
+    and every `eval.every` steps: mean@k / pass@k on the held-out validation set, of the
+    version just synced (in async mode while the learner trains the next step).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from .device import actor_resources, resolve_use_gpu
 from .evaluation import summarize_eval
 from .learner import Learner
 from .modelpath import resolve_model
+from .pipeline import BatchProducer, drop_stale
 from .rollout import PROBE_TEXT, RolloutWorker
 from .runlog import METRIC_FIELDS, RunLog, default_run_dir
 
@@ -67,10 +71,15 @@ class Orchestrator:
         init_ray(cfg)
         self.use_gpu = resolve_use_gpu(cfg.ray.use_gpu)
         res = actor_resources(self.use_gpu)
+        # Async on one host: engines sample while the learner trains, and each engine runs
+        # one thread (Ray's OMP_NUM_THREADS for a 1-CPU actor), so the learner takes the rest.
+        alongside = cfg.rollout.num_workers if cfg.rollout.mode == "async" and not cfg.ray.address else 0
         self.learner = ray.remote(Learner).options(**res).remote(
-            model_path, cfg.algo.model_dump(), cfg.seed, self.use_gpu, cfg.model.dtype)
+            model_path, cfg.algo.model_dump(), cfg.seed, self.use_gpu, cfg.model.dtype, alongside)
         self.workers = [
-            ray.remote(RolloutWorker).options(**res).remote(
+            # Threaded: weights, probes and evaluations reach the engine between the calls of
+            # a running generate (rollout.py); one lock keeps engine calls one at a time.
+            ray.remote(RolloutWorker).options(max_concurrency=4, **res).remote(
                 model_path, cfg.rollout.model_dump(), cfg.env.model_dump(), cfg.seed + i, self.use_gpu,
                 cfg.model.dtype, cfg.algo.fp32_lm_head)
             for i in range(cfg.rollout.num_workers)
@@ -79,6 +88,8 @@ class Orchestrator:
         self.probe_ids = ray.get(self.workers[0].probe_token_ids.remote())
         self.last_learner_probe = np.array(ray.get(self.learner.probe_logprobs.remote(self.probe_ids)))
         self.last_engine_probes = [np.array(p) for p in ray.get([w.probe_logprobs.remote() for w in self.workers])]
+        self.last_engine_busy = ray.get([w.busy_seconds.remote() for w in self.workers])
+        self.last_sync_time = time.time()
         self.collector = Collector(cfg, self.workers, self._tokenizer(model_path))
 
     def _tokenizer(self, model_path: str):
@@ -92,17 +103,21 @@ class Orchestrator:
                                "the probe text; the driver and the engines must load the same tokenizer files")
         return tok
 
-    def _evaluate(self, val_problems: list, val_ids: list[list[int]]) -> dict:
+    def _submit_eval(self, version: int) -> list:
+        """Start the validation of policy `version` on every engine (which must hold it)."""
         e, n = self.cfg.eval, len(self.workers)
-        parts = ray.get([w.evaluate.remote(chunk, ids, e.k, e.temperature) for w, chunk, ids in
-                         zip(self.workers, split_evenly(val_problems, n), split_evenly(val_ids, n))])
-        return summarize_eval([row for part in parts for row in part], e.k)
+        return [w.evaluate.remote(chunk, ids, e.k, e.temperature, version) for w, chunk, ids in
+                zip(self.workers, split_evenly(self.val_problems, n), split_evenly(self.val_ids, n))]
 
     def _sync_weights(self, version: int) -> dict:
-        """Push learner weights to every engine, then prove the engines really changed."""
+        """Push learner weights to every engine, then prove the engines really changed.
+        Also reports how long the engines sat idle since the previous sync."""
         state = self.learner.state_dict.remote()
-        ray.get([w.load_weights.remote(state, version) for w in self.workers])
-        return self.check_engines(version)
+        busy = ray.get([w.load_weights.remote(state, version) for w in self.workers])
+        now = time.time()
+        idle = [max(0.0, now - self.last_sync_time - (b - prev)) for b, prev in zip(busy, self.last_engine_busy)]
+        self.last_sync_time, self.last_engine_busy = now, busy
+        return self.check_engines(version) | {"engine_idle_s": float(np.mean(idle))}
 
     def check_engines(self, version: int) -> dict:
         """Compare each engine's logprobs on a fixed probe text with the learner's.
@@ -151,95 +166,141 @@ class Orchestrator:
             except Exception:  # noqa: BLE001  (cleanup must not mask the run's own error)
                 pass
 
-    def _draw_val(self, env, run_log: RunLog) -> tuple[list, list[list[int]]]:
+    def _draw_val(self, env, run_log: RunLog) -> None:
         """The fixed validation problems that fit the engine, and their prompt token ids."""
         cfg = self.cfg
         drawn = draw_problems(env, cfg.eval.n_problems, cfg.eval.seed, distinct=True)
         ids = self.collector.prompt_ids(drawn)
         fit = self.collector.fits(ids)
-        kept = [p for p, ok in zip(drawn, fit) if ok]
-        kept_ids = [i for i, ok in zip(ids, fit) if ok]
-        if not kept:
+        self.val_problems = [p for p, ok in zip(drawn, fit) if ok]
+        self.val_ids = [i for i, ok in zip(ids, fit) if ok]
+        if not self.val_problems:
             raise PromptsDoNotFitError(f"no validation prompt fits: {self.collector.too_long_hint()}")
-        if len(kept) < len(drawn):
-            self.log(f"warning: {len(drawn) - len(kept)} of {len(drawn)} validation prompts do not fit the "
-                     f"engine's context and are left out; {self.collector.too_long_hint()}")
-        run_log.update_run_info(val_problems_used=len(kept), val_problems_too_long=len(drawn) - len(kept))
-        return kept, kept_ids
+        if len(self.val_problems) < len(drawn):
+            self.log(f"warning: {len(drawn) - len(self.val_problems)} of {len(drawn)} validation prompts do not "
+                     f"fit the engine's context and are left out; {self.collector.too_long_hint()}")
+        run_log.update_run_info(val_problems_used=len(self.val_problems),
+                                val_problems_too_long=len(drawn) - len(self.val_problems))
 
     def _loop(self, run_log: RunLog) -> dict:
+        """Steps 1..steps through the rollout pipeline (pipeline.py). An evaluation of
+        version v runs on the engines while the learner trains step v+1; its row is
+        written when it returns, before version v+1 is synced. In sync mode (k = 0)
+        everything happens in turn, exactly as: sample, learn, sync, evaluate."""
         cfg = self.cfg
+        k, G, is_sync = cfg.algo.max_staleness, cfg.rollout.group_size, cfg.algo.max_staleness == 0
         train_env = make_text_env(cfg.env.id, cfg.env.kwargs, "train")
         val_env = make_text_env(cfg.env.id, cfg.env.kwargs, "val")
-        val_problems, val_ids = self._draw_val(val_env, run_log)
+        self._draw_val(val_env, run_log)
         rng = np.random.default_rng(cfg.seed)
-        G = cfg.rollout.group_size
-        totals = {"flops": 0, "tokens": 0, "seconds": 0.0}
+        totals = {"flops": 0, "tokens": 0}
+        evals: list[tuple[int, dict]] = []
+        pending: list = []  # [(row, samples, eval refs)] of the one step whose evaluation runs
 
-        base = self._evaluate(val_problems, val_ids)
-        run_log.log_step({k: None for k in METRIC_FIELDS} | base | {
-            "step": 0, "policy_version": 0, "time": time.time(), "cumulative_flops": 0,
-            "cumulative_tokens_sampled": 0, "cumulative_s": 0.0})
-        evals = [(0, base)]
+        def add_eval(row: dict, refs: list) -> None:
+            row |= summarize_eval([r for part in ray.get(refs) for r in part], cfg.eval.k)
+            evals.append((row["step"], row))
+
+        def finish_pending() -> None:
+            for row, samples, refs in pending:
+                add_eval(row, refs)
+                run_log.log_step(row)
+                run_log.log_samples(row["step"], row["policy_version"], samples)
+            pending.clear()
+
+        producer = BatchProducer(lambda: self.collector.collect(train_env, rng), cfg.steps, k)
+        if cfg.eval.at_start:
+            pending.append(({f: None for f in METRIC_FIELDS} | {
+                "step": 0, "policy_version": 0, "time": time.time(), "cumulative_flops": 0,
+                "cumulative_tokens_sampled": 0, "cumulative_s": 0.0}, [], self._submit_eval(0)))
+            if is_sync:
+                finish_pending()
+        t_loop = t_prev = time.time()  # seconds count from the first step (a sync step-0 evaluation is before)
+        producer.release(0)
+        producer.start()
         bar = tqdm(range(1, cfg.steps + 1), desc="rl", disable=not cfg.progress, dynamic_ncols=True)
-        for step in bar:
-            t0 = time.time()
-            got = self.collector.collect(train_env, rng)
-            batch = got.batch
-            update: UpdateResult = ray.get(self.learner.update.remote(TrainBatch.from_rollouts(batch, G)))
-            t_sync = time.time()
-            probe = self._sync_weights(update.policy_version)
-            sync_s = time.time() - t_sync
-
-            # Compute follows what ran: every sampled episode (filtered out or not) and
-            # every pass the learner reports.
-            sampled = [x for b in got.sampled for x in b.turn_lens]
-            rollout_flops = compute.rollout_flops(self.shape, sampled)
-            tokens_sampled = sum(sum(m) for b in got.sampled for m in b.loss_mask)
-            totals["flops"] += rollout_flops + update.flops
-            totals["tokens"] += tokens_sampled
-            rewards = np.array(batch.rewards)
-
-            row = {k: None for k in METRIC_FIELDS} | {
-                "step": step, "policy_version": update.policy_version, "time": time.time(),
-                "policy_lag_mean": update.policy_lag_mean, "policy_lag_max": update.policy_lag_max,
-                "reward_mean": float(rewards.mean()), "reward_std": float(rewards.std()),
-                "entropy": update.entropy,
-                # Policy-sampled tokens per trained episode (multi-turn: env feedback excluded).
-                "response_len_mean": float(np.mean([sum(m) for m in batch.loss_mask])),
-                "truncated_frac": float(np.mean(batch.truncated)), "prompts_skipped": got.prompts_skipped,
-                "turns_mean": float(np.mean(batch.turns)),
-                "reward_by_env": reward_by_env(batch.rewards, batch.env_names, cfg.env.id),
-                "kl_ref": update.kl_ref, "loss": update.loss, "grad_norm": update.grad_norm,
-                "logprob_diff": update.logprob_diff, **probe,
-                "tokens_sampled": tokens_sampled, "tokens_trained": update.tokens_trained,
-                "rollout_flops": rollout_flops, "train_flops": update.flops,
-                "step_flops": rollout_flops + update.flops, "cumulative_flops": totals["flops"],
-                "cumulative_tokens_sampled": totals["tokens"],
-                "rollout_s": got.rollout_s, "reward_s": got.reward_s,
-                "learner_s": update.learner_s, "sync_s": sync_s,
-            } | update.algo_stats | got.filter_stats
-            if step % cfg.eval.every == 0 or step == cfg.steps:
-                row |= self._evaluate(val_problems, val_ids)
-                evals.append((step, row))
-            row["step_s"] = time.time() - t0
-            totals["seconds"] += row["step_s"]
-            row["cumulative_s"] = totals["seconds"]
-            run_log.log_step(row)
-            every = max(1, len(batch) // max(1, cfg.samples_per_step))
-            run_log.log_samples(step, update.policy_version, [
-                {"prompt": batch.prompts[i], "completion": batch.completions[i], "reward": batch.rewards[i],
-                 "reason": batch.reasons[i], "advantage": update.advantages[i], "turns": batch.turns[i],
-                 "env": batch.env_names[i], "sample_policy_version": batch.policy_versions[i]}
-                for i in range(0, len(batch), every)][: cfg.samples_per_step])
-            bar.set_postfix(reward=f"{row['reward_mean']:.3f}", val=f"{evals[-1][1]['val_mean_at_k']:.3f}",
-                            H=f"{update.entropy:.2f}")
-        bar.close()
-        train_env.close()
-        val_env.close()
+        try:
+            for step in bar:
+                got = producer.next()
+                # The learner is at version step-1; it never trains on a sample older than k versions.
+                batch, stale = drop_stale(got.batch, step - 1, k, G)
+                if len(batch) == 0:
+                    raise RuntimeError(f"step {step}: every sample was more than {k} versions stale")
+                update_ref = self.learner.update.remote(TrainBatch.from_rollouts(batch, G))
+                finish_pending()  # the last evaluation ran while this update trains
+                update: UpdateResult = ray.get(update_ref)
+                t_sync = time.time()
+                sync = self._sync_weights(update.policy_version)
+                sync_s = time.time() - t_sync
+                row, samples = self._step_row(step, got, batch, update, stale, totals)
+                row |= sync | {"sync_s": sync_s}
+                refs = None
+                if step % cfg.eval.every == 0 or step == cfg.steps:
+                    refs = self._submit_eval(update.policy_version)
+                    if is_sync:
+                        add_eval(row, refs)
+                        refs = None
+                now = time.time()
+                row |= {"step_s": now - t_prev, "cumulative_s": now - t_loop,
+                        "learner_idle_s": max(0.0, now - t_prev - update.learner_s)}
+                t_prev = now
+                if refs is not None:
+                    pending.append((row, samples, refs))  # written when its evaluation returns
+                else:
+                    run_log.log_step(row)
+                    run_log.log_samples(step, update.policy_version, samples)
+                producer.release(update.policy_version)
+                bar.set_postfix(reward=f"{row['reward_mean']:.3f}", H=f"{update.entropy:.2f}",
+                                val=f"{evals[-1][1]['val_mean_at_k']:.3f}" if evals else "-")
+            finish_pending()
+        finally:
+            producer.stop()
+            bar.close()
+            train_env.close()
+            val_env.close()
+        base = evals[0][1] if evals and evals[0][0] == 0 else {}
         final = evals[-1][1]
-        return {"steps": cfg.steps, "base_val_mean_at_k": base["val_mean_at_k"],
-                "base_val_pass_at_k": base["val_pass_at_k"], "final_val_mean_at_k": final["val_mean_at_k"],
-                "final_val_pass_at_k": final["val_pass_at_k"], "eval_k": cfg.eval.k,
-                "eval_problems": len(val_problems), "total_flops": totals["flops"],
-                "rl_loop_s": totals["seconds"]}
+        return {"steps": cfg.steps, "rollout_mode": cfg.rollout.mode, "max_staleness": k,
+                "base_val_mean_at_k": base.get("val_mean_at_k"), "base_val_pass_at_k": base.get("val_pass_at_k"),
+                "final_val_mean_at_k": final["val_mean_at_k"], "final_val_pass_at_k": final["val_pass_at_k"],
+                "eval_k": cfg.eval.k, "eval_problems": len(self.val_problems), "total_flops": totals["flops"],
+                "rl_loop_s": time.time() - t_loop}
+
+    def _step_row(self, step: int, got, batch, update: UpdateResult, stale: int, totals: dict):
+        """The step's metrics row (without timing and evaluation) and its logged samples.
+        Compute follows what ran: every sampled episode (filtered out, dropped as stale,
+        or trained) and every pass the learner reports."""
+        cfg = self.cfg
+        sampled = [x for b in got.sampled for x in b.turn_lens]
+        rollout_flops = compute.rollout_flops(self.shape, sampled)
+        tokens_sampled = sum(sum(m) for b in got.sampled for m in b.loss_mask)
+        totals["flops"] += rollout_flops + update.flops
+        totals["tokens"] += tokens_sampled
+        rewards = np.array(batch.rewards)
+        lags = np.bincount([step - 1 - v for v in batch.policy_versions])
+        row = {f: None for f in METRIC_FIELDS} | {
+            "step": step, "policy_version": update.policy_version, "time": time.time(),
+            "policy_lag_mean": update.policy_lag_mean, "policy_lag_max": update.policy_lag_max,
+            "policy_lag_hist": {str(lag): int(n) for lag, n in enumerate(lags) if n},
+            "stale_dropped": stale,
+            "reward_mean": float(rewards.mean()), "reward_std": float(rewards.std()),
+            "entropy": update.entropy,
+            # Policy-sampled tokens per trained episode (multi-turn: env feedback excluded).
+            "response_len_mean": float(np.mean([sum(m) for m in batch.loss_mask])),
+            "truncated_frac": float(np.mean(batch.truncated)), "prompts_skipped": got.prompts_skipped,
+            "turns_mean": float(np.mean(batch.turns)),
+            "reward_by_env": reward_by_env(batch.rewards, batch.env_names, cfg.env.id),
+            "kl_ref": update.kl_ref, "loss": update.loss, "grad_norm": update.grad_norm,
+            "logprob_diff": update.logprob_diff,
+            "tokens_sampled": tokens_sampled, "tokens_trained": update.tokens_trained,
+            "rollout_flops": rollout_flops, "train_flops": update.flops,
+            "step_flops": rollout_flops + update.flops, "cumulative_flops": totals["flops"],
+            "cumulative_tokens_sampled": totals["tokens"],
+            "rollout_s": got.rollout_s, "reward_s": got.reward_s, "learner_s": update.learner_s,
+        } | update.algo_stats | got.filter_stats
+        every = max(1, len(batch) // max(1, cfg.samples_per_step))
+        samples = [{"prompt": batch.prompts[i], "completion": batch.completions[i], "reward": batch.rewards[i],
+                    "reason": batch.reasons[i], "advantage": update.advantages[i], "turns": batch.turns[i],
+                    "env": batch.env_names[i], "sample_policy_version": batch.policy_versions[i]}
+                   for i in range(0, len(batch), every)][: cfg.samples_per_step]
+        return row, samples

