@@ -18,7 +18,8 @@ def _cmd_run(args) -> int:
     run_dir = Orchestrator(cfg).run()
     summary = json.loads((run_dir / "summary.json").read_text())
     print(f"\nrun finished in {(time.time() - t0) / 60:.1f} min: {run_dir}")
-    print(f"validation mean@{summary['eval_k']}: base {summary['base_val_mean_at_k']:.3f} -> "
+    base = summary["base_val_mean_at_k"]
+    print(f"validation mean@{summary['eval_k']}: base {'not evaluated' if base is None else f'{base:.3f}'} -> "
           f"final {summary['final_val_mean_at_k']:.3f} after {summary['steps']} steps")
     return 0
 

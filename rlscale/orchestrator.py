@@ -216,6 +216,7 @@ class Orchestrator:
             if is_sync:
                 finish_pending()
         t_loop = t_prev = time.time()  # seconds count from the first step (a sync step-0 evaluation is before)
+        run_log.update_run_info(loop_started_unix=t_loop)
         producer.release(0)
         producer.start()
         bar = tqdm(range(1, cfg.steps + 1), desc="rl", disable=not cfg.progress, dynamic_ncols=True)

@@ -13,6 +13,7 @@ the pre-training laws, and `base_eval.json` with the held-out accuracy.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import shutil
@@ -52,15 +53,18 @@ def corpus_documents(cfg: PretrainConfig, rng: np.random.Generator):
             yield problem.prompt + problem.solution
 
 
-def packed_batches(docs, tok, batch_size: int, seq_len: int):
-    """Concatenate <bos> doc <eos> token streams and cut [batch, seq_len + 1] blocks."""
+def packed_batches(docs, tok, batch_size: int, seq_len: int, chunk: int = 256):
+    """Concatenate <bos> doc <eos> token streams and cut [batch, seq_len + 1] blocks.
+    Documents are tokenised `chunk` at a time (one tokenizer call per doc cost 20% of a
+    zoo pre-training step); the token stream is the same."""
     buf: list[int] = []
     need = batch_size * (seq_len + 1)
-    for doc in docs:
-        buf.extend(tok(doc).input_ids + [tok.eos_token_id])
-        if len(buf) >= need:
-            yield torch.tensor(buf[:need]).view(batch_size, seq_len + 1)
-            buf = buf[need:]
+    while texts := list(itertools.islice(docs, chunk)):
+        for ids in tok(texts).input_ids:
+            buf.extend(ids + [tok.eos_token_id])
+            if len(buf) >= need:
+                yield torch.tensor(buf[:need]).view(batch_size, seq_len + 1)
+                buf = buf[need:]
 
 
 @torch.no_grad()

@@ -124,3 +124,47 @@ def test_reference_model_and_flops_follow_what_ran(tiny_model):
     ppo, r3, _, _ = train_once(tiny_model, {"loss": "ppo"})
     head = ppo.shape.with_extra_params(ppo.policy.config.hidden_size)
     assert r3.flops == 4 * compute.inference_flops(head, seqs)
+
+
+def token_logps(learner: Learner, b: TrainBatch) -> list[list[float]]:
+    """The learner's current logprob of every completion token, per sample."""
+    return [learner.probe_logprobs(b.prompt_ids[i] + b.completion_ids[i])[len(b.prompt_ids[i]) - 1:]
+            for i in range(len(b.rewards))]
+
+
+def test_async_is_weights_use_each_samples_own_behaviour_logprobs(tiny_model):
+    """Samples sampled by two older policy versions (lags 2 and 1) in one batch: the TIS
+    weight of every token is min(pi_learner / pi_behaviour, cap) against that sample's
+    own behaviour logprobs, recorded when it was sampled (Yao et al. 2025, Eq. 3; the
+    decoupled objective of AReaL, Fu et al. 2025, with the learner's pass as proximal)."""
+    algo = {"lr": 0.05, "minibatches": 1, "off_policy": {"is_level": "token", "is_cap": 1e6}}
+    learner = Learner(tiny_model, algo, seed=0, use_gpu=False, dtype="float32")
+    b = batch()
+    by_version = {0: token_logps(learner, b)}  # what an engine at version 0 would record
+    learner.update(batch(rewards=(1.0, 0.0, 1.0, 0.0)))
+    by_version[1] = token_logps(learner, b)
+    learner.update(batch(rewards=(0.0, 1.0, 0.0, 1.0)))
+    assert learner.version == 2
+    # Group 0 was sampled by version 0 (lag 2), group 1 by version 1 (lag 1).
+    versions = [0, 0, 1, 1]
+    stale = TrainBatch(b.prompt_ids, b.completion_ids, [by_version[v][i] for i, v in enumerate(versions)],
+                       b.loss_mask, b.rewards, versions, b.group_size)
+    now = token_logps(learner, b)
+    version_2 = {k: v.clone() for k, v in learner.policy.state_dict().items()}
+    ratios = [math.exp(lp - beh) for i in range(4) for lp, beh in zip(now[i], stale.behaviour_logprobs[i])]
+    assert max(abs(math.log(r)) for r in ratios) > 1e-3  # the policy really moved between versions
+    result = learner.update(stale)
+    assert result.policy_lag_mean == pytest.approx(1.5) and result.policy_lag_max == 2
+    assert result.algo_stats["is_weight_mean"] == pytest.approx(sum(ratios) / len(ratios), rel=1e-4)
+    # Judged against one version's logprobs for all samples, the weights would differ.
+    wrong = [math.exp(lp - beh) for i in range(4) for lp, beh in zip(now[i], by_version[0][i])]
+    assert abs(sum(wrong) / len(wrong) - sum(ratios) / len(ratios)) > 1e-4
+    # And the cap truncates exactly the tokens whose ratio exceeds it.
+    capped = Learner(tiny_model, algo | {"off_policy": {"is_level": "token", "is_cap": 1.0}}, seed=0,
+                     use_gpu=False, dtype="float32")
+    capped.policy.load_state_dict(version_2)
+    capped.version = 2
+    res = capped.update(stale)
+    assert res.algo_stats["is_capped_frac"] == pytest.approx(sum(r >= 1.0 for r in ratios) / len(ratios))
+    assert res.algo_stats["is_weight_mean"] == pytest.approx(sum(min(r, 1.0) for r in ratios) / len(ratios),
+                                                             rel=1e-4)
