@@ -66,9 +66,13 @@ class Orchestrator:
     def __init__(self, cfg: RunConfig, log=print):
         self.cfg, self.log = cfg, log
 
-    def _start_actors(self, model_path: str):
+    def _start_actors(self, model_path: str) -> dict:
+        """Start Ray, the learner and the engines; returns the seconds each took to be ready
+        (from this call), for run.json."""
         cfg = self.cfg
+        t0 = time.time()
         init_ray(cfg)
+        ray_s = time.time() - t0
         self.use_gpu = resolve_use_gpu(cfg.ray.use_gpu)
         res = actor_resources(self.use_gpu)
         # Async on one host: engines sample while the learner trains, and each engine runs
@@ -85,12 +89,15 @@ class Orchestrator:
             for i in range(cfg.rollout.num_workers)
         ]
         self.shape = ray.get(self.learner.model_shape.remote())
+        learner_s = time.time() - t0
         self.probe_ids = ray.get(self.workers[0].probe_token_ids.remote())
+        engines_s = time.time() - t0
         self.last_learner_probe = np.array(ray.get(self.learner.probe_logprobs.remote(self.probe_ids)))
         self.last_engine_probes = [np.array(p) for p in ray.get([w.probe_logprobs.remote() for w in self.workers])]
         self.last_engine_busy = ray.get([w.busy_seconds.remote() for w in self.workers])
         self.last_sync_time = time.time()
         self.collector = Collector(cfg, self.workers, self._tokenizer(model_path))
+        return {"ray_init_s": ray_s, "learner_ready_s": learner_s, "engines_ready_s": engines_s}
 
     def _tokenizer(self, model_path: str):
         """The policy's tokenizer, loaded here so prompts are tokenised once, in the
@@ -146,9 +153,9 @@ class Orchestrator:
         run_log.update_run_info(model_path=str(model_path), model=model_info, prepare_s=time.time() - t_start)
         self.log(f"run directory: {run_log.dir}")
         try:
-            self._start_actors(str(model_path))
+            startup = self._start_actors(str(model_path))
             run_log.update_run_info(model_shape=self.shape.__dict__, use_gpu=self.use_gpu,
-                                    actors_ready_s=time.time() - t_start)
+                                    actors_ready_s=time.time() - t_start, startup=startup)
             summary = self._loop(run_log)
         finally:
             self._delete_weight_files()

@@ -21,6 +21,7 @@ environments take the same path with one generate and one score call, as before.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 import threading
@@ -51,6 +52,18 @@ def _hide_rope_reload_warning(record: logging.LogRecord) -> bool:
     return not (record.args and record.args[0] == "RotaryEmbedding" and "Failed to load" in str(record.msg))
 
 
+def weights_parent(model_path: str) -> str | None:
+    """Where synced weights are written for the engine to reload: shared memory
+    (/dev/shm, a tmpfs) when it has room for two copies of the model's weights, so a
+    sync never touches a disk; else the temp dir. (A learner on another host sends the
+    weights through Ray; the engine's host writes them locally either way.)"""
+    shm = Path("/dev/shm")
+    need = 2 * sum(f.stat().st_size for f in Path(model_path).glob("*.safetensors"))
+    if shm.is_dir() and os.access(shm, os.W_OK) and need and shutil.disk_usage(shm).free > need:
+        return str(shm)
+    return None
+
+
 class RolloutWorker:
     def __init__(self, model_path: str, rollout: dict, env: dict, seed: int, use_gpu: bool, dtype: str,
                  fp32_lm_head: bool = False):
@@ -63,7 +76,8 @@ class RolloutWorker:
         self.tok = self.llm.get_tokenizer()
         # Scoring and feedback do not depend on the split: the train env also scores val problems.
         self.env = make_text_env(env_cfg.id, env_cfg.kwargs, "train")
-        self.weights_dir = Path(tempfile.mkdtemp(prefix="rlscale-weights-"))
+        self.weights_dir = Path(tempfile.mkdtemp(prefix=f"rlscale-weights-{os.getpid()}-",
+                                                 dir=weights_parent(model_path)))
         self.version = 0
         self._engine_lock = threading.RLock()  # one engine call at a time, across the actor's threads
         self._score_lock = threading.Lock()  # the env's scorer is not shared between threads

@@ -36,7 +36,10 @@ def bench_vllm(path: str, prompts: list[str], new_tokens: int, repeats: int) -> 
 
     worker = RolloutWorker(path, RolloutConfig().model_dump(), {}, seed=0, use_gpu=torch.cuda.is_available(),
                            dtype="float32")
-    params = SamplingParams(temperature=1.0, max_tokens=new_tokens, min_tokens=new_tokens, ignore_eos=True)
+    # The worker's own sampling settings (logprobs on, no detokenisation), every sequence
+    # exactly new_tokens long.
+    params = SamplingParams(temperature=1.0, max_tokens=new_tokens, min_tokens=new_tokens, ignore_eos=True,
+                            logprobs=0, detokenize=False)
     worker.llm.generate(prompts[:8], params, use_tqdm=False)  # warm-up
     t = time.perf_counter()
     for _ in range(repeats):
@@ -64,7 +67,7 @@ def bench_hf(path: str, prompts: list[str], new_tokens: int, repeats: int) -> fl
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", nargs="+", default=["xs", "s"])
+    ap.add_argument("--sizes", nargs="+", default=["xs", "s", "m", "l"])
     ap.add_argument("--seqs", type=int, default=256)
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=3)

@@ -42,6 +42,10 @@ MODES = {
     "async k=1": ["rollout.mode=async", "algo.max_staleness=1", "algo.off_policy.is_level=token"],
     "async k=2": ["rollout.mode=async", "algo.max_staleness=2", "algo.off_policy.is_level=token"],
     "async k=4": ["rollout.mode=async", "algo.max_staleness=4", "algo.off_policy.is_level=token"],
+    # Two engines on a 2-core machine: each gets half of every batch.
+    "sync, 2 workers": ["rollout.num_workers=2"],
+    "async k=1, 2 workers": ["rollout.mode=async", "algo.max_staleness=1", "algo.off_policy.is_level=token",
+                             "rollout.num_workers=2"],
 }
 
 

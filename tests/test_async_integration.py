@@ -26,11 +26,10 @@ from rlscale_envs import make_text_env
 
 pytestmark = pytest.mark.integration
 
-# A base model good enough that a dozen RL steps improve it: the quickstart task, shorter
-# pre-training, small batches.
-SHORT = ["pretrain.steps=600", "pretrain.eval_problems=20", "steps=12", "eval.every=12", "eval.n_problems=64",
-         "eval.k=4", "rollout.prompts_per_step=8", "rollout.group_size=4", "rollout.max_tokens=32",
-         "algo.minibatches=2", "progress=false"]
+# The quickstart's own base model (its pre-training is what makes a dozen RL steps show a
+# gain: shorter pre-training leaves a model that RL at this scale cannot lift), half its batch.
+SHORT = ["pretrain.eval_problems=20", "steps=12", "eval.every=12", "eval.n_problems=64", "eval.k=4",
+         "rollout.prompts_per_step=16", "progress=false"]
 K = 2
 
 
@@ -39,7 +38,7 @@ def async_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("async")
     cfg = load_config("configs/quickstart_async.yaml", [
         f"run_dir={root / 'run'}", f"pretrain.cache_dir={root / 'cache'}", *SHORT,
-        f"algo.max_staleness={K}", "algo.epochs=3", "algo.lr=3e-4"])
+        f"algo.max_staleness={K}", "algo.epochs=3"])
     orch = Orchestrator(cfg)
     run_dir = orch.run()
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -53,7 +52,7 @@ def test_async_never_trains_on_samples_older_than_k(async_run):
     assert [r["step"] for r in steps] == list(range(1, 13)) and all(r["policy_version"] == r["step"] for r in steps)
     for r in steps:
         hist = {int(lag): n for lag, n in r["policy_lag_hist"].items()}
-        assert sum(hist.values()) == 32 and max(hist) <= K and r["policy_lag_max"] <= K
+        assert sum(hist.values()) == 16 * 8 and max(hist) <= K and r["policy_lag_max"] <= K
         assert r["stale_dropped"] == 0  # the pipeline's gate keeps every sample within the bound
         assert r["is_weight_mean"] > 0  # the TIS correction ran
     # A slowed learner lets the engine run ahead: the bound is reached, and held.
