@@ -18,6 +18,8 @@ end; the colocated loop evaluates with `generate` the same way. The zoo model is
 pre-trained first (cached), outside every timing.
 
     .venv/bin/python scripts/bench_step.py --steps 40 --out runs/bench_step
+    .venv/bin/python scripts/bench_step.py --size s --pretrain-steps 600 --only colocated sync "async k=2" \
+        --out runs/bench_step_s     # the s zoo model (1.06M parameters), shorter pre-training
 """
 
 from __future__ import annotations
@@ -49,6 +51,11 @@ MODES = {
 }
 
 
+# Where a step's seconds go (medians over steps 3..N; the colocated loop has only the first
+# two: generate, then scoring + old logprobs + the two optimizer steps).
+PROFILE = ["rollout_s", "learner_s", "sync_s", "engine_idle_s", "learner_idle_s"]
+
+
 def summarize(rows: list[dict], t_process: float, t_loop: float, final_val: float, target: float) -> dict:
     steps = [r for r in rows if r["step"] > 0]
     rewards = np.array([r["reward_mean"] for r in steps])
@@ -56,17 +63,18 @@ def summarize(rows: list[dict], t_process: float, t_loop: float, final_val: floa
     hit = np.flatnonzero(window >= target)
     to_target = steps[hit[0] + 4]["time"] - t_process if len(hit) else None
     loop_s = steps[-1]["time"] - t_loop
-    return {"startup_s": t_loop - t_process, "step_s": float(np.median([r["step_s"] for r in steps[2:]])),
+    profile = {k: float(np.median([r[k] for r in steps[2:]])) for k in PROFILE if steps[-1].get(k) is not None}
+    return {"profile": profile, "startup_s": t_loop - t_process, "step_s": float(np.median([r["step_s"] for r in steps[2:]])),
             "s_per_1k_tokens": 1000 * loop_s / sum(r["tokens_sampled"] for r in steps),
             "to_target_s": to_target, "final_val": final_val, "loop_s": loop_s, "steps": len(steps)}
 
 
-def bench_rlscale(name: str, overrides: list[str], steps: int, out: Path, target: float) -> dict:
+def bench_rlscale(name: str, overrides: list[str], steps: int, out: Path, target: float, model: list[str]) -> dict:
     run_dir = out / name.replace(" ", "_").replace("=", "")
     if run_dir.exists():
         raise SystemExit(f"{run_dir} exists; pick a fresh --out")
     cmd = [RLSCALE, "run", CONFIG, f"steps={steps}", f"eval.every={steps}", "eval.at_start=false",
-           f"run_dir={run_dir}", "progress=false", *overrides]
+           f"run_dir={run_dir}", "progress=false", *model, *overrides]
     t_process = time.time()
     with open(out / f"{run_dir.name}.log", "w") as log:
         subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
@@ -76,16 +84,17 @@ def bench_rlscale(name: str, overrides: list[str], steps: int, out: Path, target
     return summarize(rows, t_process, info["loop_started_unix"], summary["final_val_mean_at_k"], target)
 
 
-def bench_colocated(steps: int, out: Path, target: float) -> dict:
+def bench_colocated(steps: int, out: Path, target: float, model: list[str]) -> dict:
     t_process = time.time()
     with open(out / "colocated.log", "w") as log:
-        subprocess.run([sys.executable, __file__, "--colocated-loop", "--steps", str(steps), "--out", str(out)],
+        subprocess.run([sys.executable, __file__, "--colocated-loop", "--steps", str(steps), "--out", str(out),
+                        "--model", *model],
                        check=True, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     res = json.loads((out / "colocated.json").read_text())
     return summarize(res["rows"], t_process, res["loop_started_unix"], res["final_val"], target)
 
 
-def colocated_loop(steps: int, out: Path) -> None:
+def colocated_loop(steps: int, out: Path, model: list[str]) -> None:
     """One process, no Ray, no vLLM: sample with `generate` (KV cache), score with the same
     environment, one no-grad pass for the old logprobs, then GRPO (group-normalised
     advantages, clip 0.2, token mean) in 2 minibatches; the quickstart's settings."""
@@ -97,7 +106,7 @@ def colocated_loop(steps: int, out: Path) -> None:
     from rlscale.modelpath import resolve_model
     from rlscale_envs import make_text_env
 
-    cfg = load_config(CONFIG)
+    cfg = load_config(CONFIG, model)
     torch.manual_seed(cfg.seed)
     path, _ = resolve_model(cfg, log=lambda *a: None)
     tok = AutoTokenizer.from_pretrained(path, padding_side="left")
@@ -134,6 +143,7 @@ def colocated_loop(steps: int, out: Path) -> None:
         problems = [draw_problems(env, 1, int(s), distinct=False)[0] for s in rng.integers(0, 2**31 - 1, size=P)]
         model.eval()
         seqs, attn, mask, texts, start = sample(problems, G)
+        t_gen = time.time()
         rewards = torch.tensor([r for r, _ in env.score_many([p for p in problems for _ in range(G)], texts)])
         grouped = rewards.view(P, G)
         adv = ((grouped - grouped.mean(1, keepdim=True)) / (grouped.std(1, keepdim=True) + 1e-6)).flatten()
@@ -151,7 +161,8 @@ def colocated_loop(steps: int, out: Path) -> None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.algo.max_grad_norm)
             opt.step()
         rows.append({"step": step, "reward_mean": float(rewards.mean()), "tokens_sampled": int(mask.sum()),
-                     "step_s": time.time() - t0, "time": time.time()})
+                     "step_s": time.time() - t0, "time": time.time(), "rollout_s": t_gen - t0,
+                     "learner_s": time.time() - t_gen})
         print(f"step {step} reward {rows[-1]['reward_mean']:.3f} {rows[-1]['step_s']:.2f}s", flush=True)
     val_env = make_text_env(cfg.env.id, cfg.env.kwargs, "val")
     val = draw_problems(val_env, cfg.eval.n_problems, cfg.eval.seed, distinct=True)
@@ -178,22 +189,28 @@ def main() -> None:
     ap.add_argument("--target", type=float, default=0.9, help="training-reward target (5-step mean)")
     ap.add_argument("--out", default="runs/bench_step")
     ap.add_argument("--only", nargs="*", help="a subset of: colocated, " + ", ".join(MODES))
+    ap.add_argument("--size", default="xs", choices=["xs", "s", "m", "l"], help="zoo model (default xs)")
+    ap.add_argument("--pretrain-steps", type=int, help="pre-training steps of that model (default: the config's)")
     ap.add_argument("--colocated-loop", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--model", nargs="*", default=[], help=argparse.SUPPRESS)
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.colocated_loop:
-        return colocated_loop(args.steps, out)
-    subprocess.run([RLSCALE, "pretrain", "--size", "xs", "--config", CONFIG], check=True, cwd=ROOT,
+        return colocated_loop(args.steps, out, args.model)
+    model = [f"model.zoo_size={args.size}"] + ([f"pretrain.steps={args.pretrain_steps}"] if args.pretrain_steps else [])
+    subprocess.run([RLSCALE, "pretrain", "--size", args.size, "--config", CONFIG,
+                    *([f"steps={args.pretrain_steps}"] if args.pretrain_steps else [])], check=True, cwd=ROOT,
                    stdout=subprocess.DEVNULL)
     names = args.only or ["colocated", *MODES]
     results = {}
     for name in names:
         print(f"running {name} ...", flush=True)
-        results[name] = (bench_colocated(args.steps, out, args.target) if name == "colocated"
-                         else bench_rlscale(name, MODES[name], args.steps, out, args.target))
+        results[name] = (bench_colocated(args.steps, out, args.target, model) if name == "colocated"
+                         else bench_rlscale(name, MODES[name], args.steps, out, args.target, model))
     base = results.get("colocated") or results[names[0]]
-    lines = [f"bench_step: quickstart task, {args.steps} steps, on {cpu_name()}",
+    pre = f", pre-trained {args.pretrain_steps} steps" if args.pretrain_steps else ""
+    lines = [f"bench_step: quickstart task, {args.size} zoo model{pre}, {args.steps} steps, on {cpu_name()}",
              f"ratios are against {'the colocated loop' if 'colocated' in results else names[0]} "
              "(> 1 = faster than it)", "",
              "| setting | start-up s | s/step | s/1k tokens | to reward " f"{args.target} s | final val | "
@@ -204,10 +221,16 @@ def main() -> None:
                     if r["to_target_s"] and base["to_target_s"] else "-")
         lines.append(f"| {name} | {r['startup_s']:.1f} | {r['step_s']:.3f} | {r['s_per_1k_tokens']:.3f} | {tt} | "
                      f"{r['final_val']:.3f} | {base['step_s'] / r['step_s']:.2f}x | {tt_ratio} |")
+    lines += ["", "where a step's seconds go (medians; in async mode the phases overlap):", "",
+              "| setting | s/step | " + " | ".join(PROFILE) + " |", "|---|---|" + "---|" * len(PROFILE)]
+    for name, r in results.items():
+        cells = [f"{r['profile'][k]:.3f}" if k in r["profile"] else "-" for k in PROFILE]
+        lines.append(f"| {name} | {r['step_s']:.3f} | " + " | ".join(cells) + " |")
     text = "\n".join(lines)
     print(text)
     (out / "bench_step.md").write_text(text + "\n")
-    (out / "bench_step.json").write_text(json.dumps({"cpu": cpu_name(), "steps": args.steps, "results": results},
+    (out / "bench_step.json").write_text(json.dumps({"cpu": cpu_name(), "size": args.size, "steps": args.steps,
+                                                     "pretrain_steps": args.pretrain_steps, "results": results},
                                                     indent=2))
 
 
