@@ -20,6 +20,7 @@ environments take the same path with one generate and one score call, as before.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import shutil
@@ -52,6 +53,9 @@ def _hide_rope_reload_warning(record: logging.LogRecord) -> bool:
     return not (record.args and record.args[0] == "RotaryEmbedding" and "Failed to load" in str(record.msg))
 
 
+WEIGHTS_PREFIX = "rlscale-weights-"
+
+
 def weights_parent(model_path: str) -> str | None:
     """Where synced weights are written for the engine to reload: shared memory
     (/dev/shm, a tmpfs) when it has room for two copies of the model's weights, so a
@@ -62,6 +66,22 @@ def weights_parent(model_path: str) -> str | None:
     if shm.is_dir() and os.access(shm, os.W_OK) and need and shutil.disk_usage(shm).free > need:
         return str(shm)
     return None
+
+
+def remove_orphaned_weights(parent: str | None) -> None:
+    """Delete weight dirs left by rollout workers that died without cleaning up (a
+    killed actor, a crashed run): in /dev/shm they would hold memory until reboot. A dir
+    is named after its worker's pid and is removed only when no process has that pid."""
+    for d in Path(parent or tempfile.gettempdir()).glob(f"{WEIGHTS_PREFIX}*-*"):
+        pid = d.name[len(WEIGHTS_PREFIX):].split("-", 1)[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except PermissionError:
+            pass  # alive, another user's process
 
 
 class RolloutWorker:
@@ -76,8 +96,10 @@ class RolloutWorker:
         self.tok = self.llm.get_tokenizer()
         # Scoring and feedback do not depend on the split: the train env also scores val problems.
         self.env = make_text_env(env_cfg.id, env_cfg.kwargs, "train")
-        self.weights_dir = Path(tempfile.mkdtemp(prefix=f"rlscale-weights-{os.getpid()}-",
-                                                 dir=weights_parent(model_path)))
+        parent = weights_parent(model_path)
+        remove_orphaned_weights(parent)
+        self.weights_dir = Path(tempfile.mkdtemp(prefix=f"{WEIGHTS_PREFIX}{os.getpid()}-", dir=parent))
+        atexit.register(shutil.rmtree, self.weights_dir, True)  # also when the process exits normally
         self.version = 0
         self._engine_lock = threading.RLock()  # one engine call at a time, across the actor's threads
         self._score_lock = threading.Lock()  # the env's scorer is not shared between threads

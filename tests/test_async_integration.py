@@ -127,4 +127,5 @@ def test_weights_arriving_mid_episode_are_used_from_the_next_turn(async_run):
             wrong.append(np.abs(np.array(engine) - own[7 - version][t]).mean())
     assert max(gaps[0]) < 1e-3 and max(gaps[7]) < 1e-3  # each turn sampled by the version it records
     assert np.mean(wrong) > 100 * max(max(gaps[0]), max(gaps[7]))  # and not by the other one
+    ray.get(worker.delete_weight_files.remote())
     ray.kill(worker)
