@@ -64,7 +64,8 @@ def summarize(rows: list[dict], t_process: float, t_loop: float, final_val: floa
     to_target = steps[hit[0] + 4]["time"] - t_process if len(hit) else None
     loop_s = steps[-1]["time"] - t_loop
     profile = {k: float(np.median([r[k] for r in steps[2:]])) for k in PROFILE if steps[-1].get(k) is not None}
-    return {"profile": profile, "startup_s": t_loop - t_process, "step_s": float(np.median([r["step_s"] for r in steps[2:]])),
+    return {"profile": profile, "startup_s": t_loop - t_process,
+            "step_s": float(np.median([r["step_s"] for r in steps[2:]])),
             "s_per_1k_tokens": 1000 * loop_s / sum(r["tokens_sampled"] for r in steps),
             "to_target_s": to_target, "final_val": final_val, "loop_s": loop_s, "steps": len(steps)}
 
@@ -198,7 +199,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     if args.colocated_loop:
         return colocated_loop(args.steps, out, args.model)
-    model = [f"model.zoo_size={args.size}"] + ([f"pretrain.steps={args.pretrain_steps}"] if args.pretrain_steps else [])
+    steps_override = [f"pretrain.steps={args.pretrain_steps}"] if args.pretrain_steps else []
+    model = [f"model.zoo_size={args.size}", *steps_override]
     subprocess.run([RLSCALE, "pretrain", "--size", args.size, "--config", CONFIG,
                     *([f"steps={args.pretrain_steps}"] if args.pretrain_steps else [])], check=True, cwd=ROOT,
                    stdout=subprocess.DEVNULL)
