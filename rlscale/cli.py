@@ -20,7 +20,8 @@ def _cmd_run(args) -> int:
     print(f"\nrun finished in {(time.time() - t0) / 60:.1f} min: {run_dir}")
     base = summary["base_val_mean_at_k"]
     print(f"validation mean@{summary['eval_k']}: base {'not evaluated' if base is None else f'{base:.3f}'} -> "
-          f"final {summary['final_val_mean_at_k']:.3f} after {summary['steps']} steps")
+          f"final {summary['final_val_mean_at_k']:.3f} (SE {summary['final_val_mean_at_k_se']:.3f}) after "
+          f"{summary['steps']} steps")
     return 0
 
 

@@ -17,13 +17,26 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - comb(n - c, k) / comb(n, k)
 
 
+def standard_error(per_problem: np.ndarray) -> float:
+    """SE of a mean over problems. The k samples of one problem are correlated (an easy
+    problem is solved by all of them), so the problem, not the sample, is the unit: the
+    SE is the spread of per-problem scores over sqrt(number of problems)."""
+    if len(per_problem) < 2:
+        return float("nan")
+    return float(per_problem.std(ddof=1) / np.sqrt(len(per_problem)))
+
+
 def summarize_eval(rewards: list[list[float]], k: int) -> dict[str, float]:
     """rewards [n_problems][n_samples] in {0, 1}: mean@n (average accuracy over all
-    samples) and pass@k averaged over problems."""
+    samples) and pass@k averaged over problems, each with its standard error."""
     r = np.asarray(rewards, dtype=np.float64)
     n = r.shape[1]
     correct = (r > 0.5).sum(axis=1)
+    mean_per_problem = r.mean(axis=1)
+    pass_per_problem = np.array([pass_at_k(n, int(c), k) for c in correct])
     return {
-        "val_mean_at_k": float(r.mean()),
-        "val_pass_at_k": float(np.mean([pass_at_k(n, int(c), k) for c in correct])),
+        "val_mean_at_k": float(mean_per_problem.mean()),
+        "val_mean_at_k_se": standard_error(mean_per_problem),
+        "val_pass_at_k": float(pass_per_problem.mean()),
+        "val_pass_at_k_se": standard_error(pass_per_problem),
     }

@@ -270,7 +270,8 @@ class Orchestrator:
         final = evals[-1][1]
         return {"steps": cfg.steps, "rollout_mode": cfg.rollout.mode, "max_staleness": k,
                 "base_val_mean_at_k": base.get("val_mean_at_k"), "base_val_pass_at_k": base.get("val_pass_at_k"),
-                "final_val_mean_at_k": final["val_mean_at_k"], "final_val_pass_at_k": final["val_pass_at_k"],
+                "final_val_mean_at_k": final["val_mean_at_k"], "final_val_mean_at_k_se": final["val_mean_at_k_se"],
+                "final_val_pass_at_k": final["val_pass_at_k"],
                 "eval_k": cfg.eval.k, "eval_problems": len(self.val_problems), "total_flops": totals["flops"],
                 "rl_loop_s": time.time() - t_loop}
 

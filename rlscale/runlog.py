@@ -28,7 +28,7 @@ from .config import RunConfig, to_yaml
 # variant is selected.
 METRIC_FIELDS = [
     "step", "policy_version", "time", "policy_lag_mean", "policy_lag_max", "policy_lag_hist", "stale_dropped",
-    "reward_mean", "reward_std", "val_mean_at_k", "val_pass_at_k",
+    "reward_mean", "reward_std", "val_mean_at_k", "val_mean_at_k_se", "val_pass_at_k", "val_pass_at_k_se",
     "entropy", "response_len_mean", "truncated_frac", "prompts_skipped", "turns_mean", "reward_by_env",
     "kl_ref", "kl_old_new",
     "loss", "grad_norm", "logprob_diff", "sync_probe_diff", "engine_probe_shift",

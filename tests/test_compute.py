@@ -44,3 +44,4 @@ def test_forward_flops_matches_profiler_count():
     predicted_full_attn = 2 * shape.n_params * T + 2 * 2 * shape.n_layers * shape.d_attn * T * T
     assert measured == pytest.approx(predicted_full_attn, rel=0.01)
     assert predicted < measured
+

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 
 # Training rows may leave only the validation fields empty on non-eval steps, and kl_ref
 # when no reference model is built (kl_coef 0 and log_kl_ref off, the quickstart's case).
-NULLABLE_ON_TRAIN_STEPS = {"val_mean_at_k", "val_pass_at_k", "kl_ref"}
+NULLABLE_ON_TRAIN_STEPS = {"val_mean_at_k", "val_mean_at_k_se", "val_pass_at_k", "val_pass_at_k_se", "kl_ref"}
 
 
 @pytest.fixture(scope="module")
