@@ -145,7 +145,10 @@ class Orchestrator:
         self.last_learner_probe, self.last_engine_probes = learner_probe, engine_probes
         return {"sync_probe_diff": gap, "engine_probe_shift": engine_shift, "learner_probe_shift": learner_shift}
 
-    def run(self) -> Path:
+    def run(self, keep_actors: bool = False) -> Path:
+        """One run, start to end. The learner and engines are stopped when it ends (also
+        on error), so one process can run many; keep_actors=True leaves them up for the
+        caller to inspect (their synced weight files are removed either way)."""
         cfg = self.cfg
         t_start = time.time()
         model_path, model_info = resolve_model(cfg, log=self.log)
@@ -159,6 +162,8 @@ class Orchestrator:
             summary = self._loop(run_log)
         finally:
             self._delete_weight_files()
+            if not keep_actors:
+                self.stop_actors()
             run_log.close()
         summary["total_s"] = time.time() - t_start
         run_log.write_summary(summary)
@@ -172,6 +177,17 @@ class Orchestrator:
                 ray.get(worker.delete_weight_files.remote(), timeout=60)
             except Exception:  # noqa: BLE001  (cleanup must not mask the run's own error)
                 pass
+
+    def stop_actors(self) -> None:
+        """Kill this run's learner and engines (only those: other Ray work is untouched),
+        freeing their CPUs, GPUs and memory for the next run in this process."""
+        for actor in [getattr(self, "learner", None), *getattr(self, "workers", [])]:
+            if actor is not None:
+                try:
+                    ray.kill(actor)
+                except Exception:  # noqa: BLE001  (already gone)
+                    pass
+        self.learner, self.workers = None, []
 
     def _draw_val(self, env, run_log: RunLog) -> None:
         """The fixed validation problems that fit the engine, and their prompt token ids."""

@@ -28,7 +28,7 @@ def finished_run(tmp_path_factory):
         "algo.lr=0.01", "progress=false",
     ])
     orch = Orchestrator(cfg)
-    run_dir = orch.run()
+    run_dir = orch.run(keep_actors=True)  # the tests below use the engines and the learner
     yield orch, run_dir
     orch._delete_weight_files()  # the tests below sync weights again after the run
     ray.shutdown()

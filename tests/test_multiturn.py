@@ -147,7 +147,7 @@ def multiturn_run(tmp_path_factory):
         "rollout.max_episode_tokens=120", "algo.minibatches=2", "progress=false",
     ])
     orch = Orchestrator(cfg)
-    run_dir = orch.run()
+    run_dir = orch.run(keep_actors=True)  # a test below samples from the run's engine
     yield orch, run_dir
     ray.shutdown()
 

@@ -40,8 +40,7 @@ def recipe_runs(tmp_path_factory):
             orch = Orchestrator(cfg)
             run_dir = orch.run()
             shape = orch.shape
-            for actor in [orch.learner, *orch.workers]:  # free the CPUs for the next recipe's actors
-                ray.kill(actor)
+            assert orch.learner is None and orch.workers == []  # stopped: their CPUs go to the next recipe
             rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
             runs[name] = (rows, shape, run_dir)
         yield runs
