@@ -73,7 +73,7 @@ class TrainBatch:
 class UpdateResult:
     policy_version: int  # the learner's version after this update
     entropy: float  # mean token entropy of the pre-update policy on the batch's policy tokens
-    logprob_diff: float  # mean |engine logprob - learner logprob| on the same tokens, same version
+    logprob_diff: float  # mean |engine logprob - learner logprob| on the same tokens (async: plus the lag's drift)
     kl_ref: float | None  # k3 KL to the reference policy (None when no reference is built)
     loss: float
     grad_norm: float

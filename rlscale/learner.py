@@ -195,7 +195,8 @@ class Learner:
         lags = [self.version - v for v in batch.policy_versions]
         result = dict(
             entropy=masked_mean(entropy, mask).item(),
-            # Same tokens, same policy version: only numerics should separate these two.
+            # Same tokens; in sync mode the same policy version, so only numerics separate the
+            # two. In async mode the gap also holds the policy's drift over each sample's lag.
             logprob_diff=masked_mean((engine_logp - old_logp).abs(), mask).item(),
             kl_ref=masked_mean(kl_k3(old_logp, ref_logp), mask).item() if ref_logp is not None else None,
             policy_lag_mean=float(np.mean(lags)), policy_lag_max=int(max(lags)),
