@@ -26,6 +26,13 @@ class ConfigError(ValueError):
     """A config problem, worded for the person who wrote the config."""
 
 
+# Marks a field that changes how a run is executed or recorded, not what it measures: runs
+# whose configs differ only in such fields are seeds (or longer/shorter runs) of one
+# setting. The run writes the list (non_experiment_keys) into run.json, and the analysis
+# groups runs by the remaining fields.
+NOT_EXPERIMENT = {"experiment": False}
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -51,7 +58,7 @@ class PretrainConfig(_Strict):
     answer_noise: float = Field(0.25, ge=0, lt=1, description="fraction of sloppy worked solutions")
     seed: int = 0
     eval_problems: int = Field(200, gt=0)
-    cache_dir: str = "~/.cache/rlscale"
+    cache_dir: str = Field("~/.cache/rlscale", json_schema_extra=NOT_EXPERIMENT)
 
     @model_validator(mode="after")
     def _difficulty_range(self):
@@ -154,8 +161,9 @@ class AlgoConfig(_Strict):
 
 class EvalConfig(_Strict):
     every: int = Field(10, gt=0, description="evaluate every N steps (and at the end)")
-    at_start: bool = Field(True, description="evaluate the base policy as step 0 (the scaling fits' anchor R0; "
-                                             "without it they fit R0 freely)")
+    at_start: bool = Field(True, json_schema_extra=NOT_EXPERIMENT,
+                           description="evaluate the base policy as step 0 (the scaling fits' anchor R0; "
+                                       "without it they fit R0 freely)")
     n_problems: int = Field(200, gt=0)
     k: int = Field(4, ge=1, description="samples per problem for mean@k and pass@k")
     temperature: float = Field(1.0, gt=0)
@@ -169,19 +177,24 @@ class RayConfig(_Strict):
 
 
 class RunConfig(_Strict):
-    name: str = "run"
-    seed: int = 0
-    run_dir: str | None = None
-    steps: int = Field(50, gt=0)
-    samples_per_step: int = Field(4, ge=0, description="examples written to samples.jsonl per step")
-    progress: bool = True
+    name: str = Field("run", json_schema_extra=NOT_EXPERIMENT)
+    seed: int = Field(0, json_schema_extra=NOT_EXPERIMENT)
+    run_dir: str | None = Field(None, json_schema_extra=NOT_EXPERIMENT)
+    # A longer run of the same setting covers more of the same curve.
+    steps: int = Field(50, gt=0, json_schema_extra=NOT_EXPERIMENT)
+    samples_per_step: int = Field(4, ge=0, json_schema_extra=NOT_EXPERIMENT,
+                                  description="examples written to samples.jsonl per step")
+    progress: bool = Field(True, json_schema_extra=NOT_EXPERIMENT)
+    sweep_setting: str | None = Field(None, json_schema_extra=NOT_EXPERIMENT,
+                                      description="set by `rlscale sweep`: the run's setting, e.g. algo.lr=0.0003 "
+                                                  "(the analysis labels the setting with it)")
     model: ModelConfig = Field(default_factory=ModelConfig)
     pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
     env: EnvConfig = Field(default_factory=EnvConfig)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     algo: AlgoConfig = Field(default_factory=AlgoConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
-    ray: RayConfig = Field(default_factory=RayConfig)
+    ray: RayConfig = Field(default_factory=RayConfig, json_schema_extra=NOT_EXPERIMENT)  # where, not what
 
     @model_validator(mode="after")
     def _cross_field(self):
@@ -286,8 +299,10 @@ def _variant_names_as_mappings(merged: DictConfig) -> None:
                 algo[name] = {"name": algo[name]}
 
 
-def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
-    """Read YAML, apply `a.b=c` overrides, validate. Raises ConfigError naming each bad field."""
+def load_config(path: str | Path | None, overrides: list[str] | None = None,
+                updates: list[tuple[str, Any]] | None = None) -> RunConfig:
+    """Read YAML, apply `updates` ((dotted key, value) pairs, e.g. a sweep's settings, as
+    parsed values), then `a.b=c` overrides, validate. Raises ConfigError naming each bad field."""
     base: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
@@ -305,12 +320,15 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     try:
         merged = OmegaConf.create(base)
         _variant_names_as_mappings(merged)
+        pairs = list(updates or [])
         for item in overrides or []:
             key = item.split("=", 1)[0].strip()
-            value = OmegaConf.select(OmegaConf.from_dotlist([item]), key)
+            pairs.append((key, OmegaConf.select(OmegaConf.from_dotlist([item]), key)))
+        for key, value in pairs:
+            is_mapping = isinstance(value, (dict, DictConfig))
             # A mapping replaces the mapping it names (env.kwargs={path: x} must not keep the
             # old env's kwargs); a dotted key changes one entry (env.kwargs.path=x).
-            OmegaConf.update(merged, key, value, merge=not isinstance(value, DictConfig), force_add=True)
+            OmegaConf.update(merged, key, value, merge=not is_mapping, force_add=True)
             _variant_names_as_mappings(merged)
         data = OmegaConf.to_container(merged, resolve=True)
     except Exception as e:  # OmegaConf grammar or interpolation errors
@@ -321,6 +339,19 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         raise ConfigError(_describe(e, RunConfig)) from None
     check_env(cfg.env)
     return cfg
+
+
+def non_experiment_keys(model: type[BaseModel] = RunConfig, prefix: str = "") -> list[str]:
+    """The dotted keys marked NOT_EXPERIMENT, walking nested config sections (a marked
+    section, like `ray`, stands for every key under it)."""
+    keys = []
+    for name, field in model.model_fields.items():
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        if extra.get("experiment") is False:
+            keys.append(prefix + name)
+        elif isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            keys += non_experiment_keys(field.annotation, f"{prefix}{name}.")
+    return keys
 
 
 def to_yaml(cfg: BaseModel) -> str:

@@ -1,7 +1,10 @@
 """The run directory: the contract between a run and everything that analyses it.
 
     <run_dir>/config.yaml     resolved config (every default filled in)
-    <run_dir>/run.json        seed, command, host, start time, package versions, model info
+    <run_dir>/run.json        seed, command, host, start time, package versions, model info,
+                              non_experiment_keys (config keys that do not define the experiment:
+                              runs differing only in those are seeds of one setting) and, for a
+                              sweep's run, sweep_setting (its setting's label)
     <run_dir>/metrics.jsonl   one JSON row per RL step (fields: METRIC_FIELDS)
     <run_dir>/samples.jsonl   a few prompt/completion/reward examples per step
     <run_dir>/summary.json    written at the end: base and final accuracy, steps, minutes
@@ -19,7 +22,7 @@ from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 
-from .config import RunConfig, to_yaml
+from .config import RunConfig, non_experiment_keys, to_yaml
 
 # Every metrics row carries all of these keys (a value is null when it does not apply,
 # e.g. val_* on steps without evaluation).
@@ -67,6 +70,7 @@ class RunLog:
             "name": cfg.name, "seed": cfg.seed, "command": sys.argv, "host": platform.node(),
             "python": platform.python_version(), "started": datetime.now().isoformat(timespec="seconds"),
             "packages": package_versions(),
+            "non_experiment_keys": non_experiment_keys(), "sweep_setting": cfg.sweep_setting,
         }
         self._write_run_info()
         self._metrics = open(self.dir / "metrics.jsonl", "a")

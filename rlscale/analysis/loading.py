@@ -8,16 +8,21 @@ analysis works on logs copied from any machine.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
-# Fields that differ between otherwise identical runs without changing the experiment:
-# runs whose config agrees on everything else are seeds of one setting.
-# `steps` is here too: a longer run of the same setting just covers more of the same curve.
-NON_EXPERIMENT_KEYS = ("name", "seed", "run_dir", "steps", "progress", "samples_per_step", "pretrain.cache_dir",
-                       "eval.at_start", "ray.address", "ray.num_cpus", "ray.use_gpu")
+# Which config keys do not define the experiment (runs that differ only in them are seeds
+# of one setting) is the run's own record: run.json's non_experiment_keys, written from
+# the marks in rlscale/config.py (analysis reads files only, never the config code). Run
+# directories from before that record existed fall back to this list: every config field
+# except these counts, so such runs pool only when everything else (steps included) agrees.
+FALLBACK_NON_EXPERIMENT_KEYS = ("name", "seed", "run_dir")
+# `rlscale sweep` moves a killed attempt aside to <run>.incomplete-<k> before running it
+# again; it is not a run of its own.
+INCOMPLETE_SUFFIX = re.compile(r"\.incomplete-\d+$")
 
 
 class RunDirError(ValueError):
@@ -51,8 +56,20 @@ def _read_jsonl(path: Path) -> list[dict]:
     return rows
 
 
+def _sweep_runs(sweep_dir: Path) -> list[Path]:
+    """The run directories a sweep planned (sweep.json), those that have logged a step."""
+    try:
+        plan = json.loads((sweep_dir / "sweep.json").read_text())
+        names = [r["name"] for r in plan["runs"]]
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise RunDirError(f"{sweep_dir / 'sweep.json'} is damaged ({e}); rewrite it with "
+                          f"`rlscale sweep <sweep file> --dry-run`, or pass the run directories themselves") from None
+    return [sweep_dir / n for n in names if (sweep_dir / n / "metrics.jsonl").is_file()]
+
+
 def expand_run_paths(paths) -> list[Path]:
-    """Each path is a run directory, or a directory of run directories (e.g. runs/)."""
+    """Each path is a run directory, or a directory of run directories (e.g. runs/, or a
+    sweep's directory: then the runs its sweep.json lists)."""
     out = []
     for raw in paths:
         p = Path(raw).expanduser()
@@ -61,7 +78,13 @@ def expand_run_paths(paths) -> list[Path]:
         if (p / "metrics.jsonl").is_file():
             out.append(p)
             continue
-        children = sorted(c for c in p.iterdir() if (c / "metrics.jsonl").is_file()) if p.is_dir() else []
+        if (p / "sweep.json").is_file():
+            children = _sweep_runs(p)
+        elif p.is_dir():
+            children = sorted(c for c in p.iterdir() if (c / "metrics.jsonl").is_file()
+                              and not INCOMPLETE_SUFFIX.search(c.name))
+        else:
+            children = []
         if not children:
             raise RunDirError(f"{p}: not a run directory (no metrics.jsonl) and holds none. A run directory "
                               "holds config.yaml, run.json and metrics.jsonl; pass the one `rlscale run` printed.")
@@ -78,13 +101,15 @@ def load_run(path: str | Path) -> pd.DataFrame:
         raise RunDirError(f"{p / 'metrics.jsonl'} is empty: the run has not logged a step yet. "
                           "Wait for its first evaluation (step 0) or pick a finished run.")
     df = pd.DataFrame(rows)
-    meta: dict = {"run": p.name, "run_dir": str(p)}
     config = flatten(yaml.safe_load((p / "config.yaml").read_text()) or {}) if (p / "config.yaml").is_file() else {}
-    meta.update(config)
+    # The directory read, not the config's run_dir (null for a default one, or where the run was written).
+    meta: dict = {**config, "run": p.name, "run_dir": str(p)}
+    non_experiment = FALLBACK_NON_EXPERIMENT_KEYS
     if (p / "run.json").is_file():
         info = json.loads((p / "run.json").read_text())
         info.pop("command", None)
         info.pop("packages", None)
+        non_experiment = tuple(info.pop("non_experiment_keys", None) or FALLBACK_NON_EXPERIMENT_KEYS)
         meta.update(flatten(info, "run."))
     if (p / "summary.json").is_file():
         meta.update(flatten(json.loads((p / "summary.json").read_text()), "summary."))
@@ -94,25 +119,38 @@ def load_run(path: str | Path) -> pd.DataFrame:
     for k, v in meta.items():
         df[k] = [v] * len(df)
     df = df.sort_values("step", kind="stable").reset_index(drop=True)
-    df.attrs["config_columns"] = list(config)
+    # The config columns that define the experiment (a marked section such as `ray`
+    # covers every key under it).
+    df.attrs["config_columns"] = [c for c in config
+                                  if not any(c == k or c.startswith(k + ".") for k in non_experiment)]
     return df
 
 
 def load_runs(paths) -> pd.DataFrame:
     """Many runs stacked: one row per step per run (see load_run). Adds `setting`, a label
-    shared by runs whose configs differ only in seed/name/run_dir, so seeds can be pooled."""
+    shared by runs whose configs differ only in non-experiment keys (seed, name, steps, ...:
+    each run's run.json lists them), so seeds can be pooled. A sweep's runs are labelled by
+    their sweep setting (e.g. `algo.lr=0.0003`), other runs `setting0`, `setting1`, ..."""
     frames = [load_run(p) for p in expand_run_paths(paths)]
-    config_cols = list(dict.fromkeys(c for f in frames for c in f.attrs["config_columns"]
-                                     if c not in NON_EXPERIMENT_KEYS and not c.startswith("ray.")))
     df = pd.concat(frames, ignore_index=True)
-    if df["run"].duplicated().any() and df.groupby("run")["run_dir"].nunique().max() > 1:
+    by_path = df.groupby("run")["run_dir"].nunique().max() > 1
+    if by_path:
         df["run"] = df["run_dir"]  # two runs share a directory name: tell them apart by path
-    first_rows = df.drop_duplicates("run")
-    keys = {run: repr([row.get(c) for c in config_cols]) for run, row in zip(first_rows["run"],
-                                                                           first_rows.to_dict("records"))}
-    labels = {k: f"setting{i}" for i, k in enumerate(dict.fromkeys(keys.values()))}
+    keys, sweep_labels = {}, {}
+    for frame in frames:
+        first = frame.iloc[0]
+        run = first["run_dir"] if by_path else first["run"]
+        keys[run] = repr(sorted((c, repr(first[c])) for c in frame.attrs["config_columns"]))
+        label = first.get("run.sweep_setting")
+        if isinstance(label, str) and label:
+            sweep_labels.setdefault(keys[run], label)
+    labels: dict[str, str] = {}
+    for i, key in enumerate(dict.fromkeys(keys.values())):
+        label = sweep_labels.get(key, f"setting{i}")
+        # Two sweeps analysed together may both hold a setting `algo.lr=0.0003` on other bases.
+        labels[key] = f"{label} [setting{i}]" if label in labels.values() else label
     df["setting"] = df["run"].map({run: labels[k] for run, k in keys.items()})
-    df.attrs["config_columns"] = config_cols
+    df.attrs["config_columns"] = list(dict.fromkeys(c for f in frames for c in f.attrs["config_columns"]))
     return df
 
 
