@@ -1,4 +1,4 @@
-"""`rlscale run | pretrain`: the command line."""
+"""`rlscale run | pretrain | analyze | sweep`: the command line."""
 
 from __future__ import annotations
 
@@ -52,6 +52,42 @@ def _cmd_analyze(args) -> int:
     return 0
 
 
+def _cmd_sweep(args) -> int:
+    from .sweep import check_finished_runs, plan_lines, plan_sweep, run_local
+
+    if args.max_running is not None and args.max_running < 1:
+        print(f"rlscale sweep: error: --max-running {args.max_running}: give at least 1", file=sys.stderr)
+        return 2
+    if args.max_running is not None and not (args.ray_address and args.wait):
+        print("rlscale sweep: error: --max-running needs --ray-address and --wait (later runs are submitted as "
+              "earlier ones end, which needs this command to keep polling)", file=sys.stderr)
+        return 2
+    if args.wait and not args.ray_address:
+        print("rlscale sweep: error: --wait follows Ray jobs; add --ray-address http://HEAD:8265", file=sys.stderr)
+        return 2
+    sweep = plan_sweep(args.sweep_file, args.out)  # every run's config is validated here, before anything runs
+    check_finished_runs(sweep)
+    print("\n".join(plan_lines(sweep)))
+    if args.dry_run:
+        return 0
+    if args.ray_address:
+        from .sweep_jobs import run_jobs
+
+        failed = run_jobs(sweep, args.ray_address, args.wait, args.max_running, args.poll_s)
+    else:
+        failed = run_local(sweep)
+    done = sum(r.record["status"] == "finished" for r in sweep.runs)
+    print(f"sweep: {done} of {len(sweep.runs)} runs finished; plan and status in {sweep.plan_file}")
+    if failed:
+        print(f"sweep: {len(failed)} run(s) failed:", file=sys.stderr)
+        for r in failed:
+            print(f"  {r.name}: {r.record.get('error')}", file=sys.stderr)
+        return 1
+    if done == len(sweep.runs):
+        print(f"analyze with: rlscale analyze {sweep.out} --out {sweep.out / 'report'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rlscale", description="RL-scaling testbed for language models")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -76,6 +112,15 @@ def main(argv: list[str] | None = None) -> int:
                      help="leave out the first fraction of each run's compute from the sigmoid fit (ScaleRL)")
     ana.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples per fit (default 1000)")
     ana.set_defaults(fn=_cmd_analyze)
+    sw = sub.add_parser("sweep", help="run a base config over a grid or list of settings x seeds")
+    sw.add_argument("sweep_file", help="sweep YAML, e.g. configs/sweep_quickstart_lr.yaml (README: Sweeps)")
+    sw.add_argument("--out", help="sweep directory (instead of the file's out:)")
+    sw.add_argument("--dry-run", action="store_true", help="print the plan; run and write nothing")
+    sw.add_argument("--ray-address", help="submit each run as a Ray job to this cluster, e.g. http://HEAD:8265")
+    sw.add_argument("--wait", action="store_true", help="with --ray-address: poll until every job has ended")
+    sw.add_argument("--max-running", type=int, help="with --wait: at most this many jobs at once")
+    sw.add_argument("--poll-s", type=float, default=10.0, help="seconds between job status polls (default 10)")
+    sw.set_defaults(fn=_cmd_sweep)
     args = parser.parse_args(argv)
 
     from .config import ConfigError

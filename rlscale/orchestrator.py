@@ -39,6 +39,14 @@ class StaleWeightsError(RuntimeError):
     """The rollout engine is not sampling from the policy the learner holds."""
 
 
+def ray_setup(cfg: RunConfig) -> tuple[str | None, int]:
+    """What init_ray starts or connects to for this config: (address, logical CPUs of a
+    local Ray). Runs in one process share the first run's Ray, so a sweep restarts Ray when
+    the next run needs another setup."""
+    # Logical CPUs: one per actor at least, even on a 2-core laptop (they take turns).
+    return cfg.ray.address, cfg.ray.num_cpus or max(os.cpu_count() or 1, cfg.rollout.num_workers + 1)
+
+
 def init_ray(cfg: RunConfig) -> None:
     if ray.is_initialized():
         return
@@ -47,8 +55,7 @@ def init_ray(cfg: RunConfig) -> None:
     if cfg.ray.address:
         ray.init(address=cfg.ray.address, runtime_env={"env_vars": env_vars}, log_to_driver=True)
         return
-    # Logical CPUs: one per actor at least, even on a 2-core laptop (they take turns).
-    num_cpus = cfg.ray.num_cpus or max(os.cpu_count() or 1, cfg.rollout.num_workers + 1)
+    _, num_cpus = ray_setup(cfg)
     ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env={"env_vars": env_vars},
              log_to_driver=True, configure_logging=True, logging_level="WARNING")
 
