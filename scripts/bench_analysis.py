@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from rlscale.analysis import fit_sigmoid
-from rlscale.analysis.rl_laws import sigmoid_curve
+from rlscale.analysis.sigmoid import sigmoid_curve
 
 
 def main() -> None:

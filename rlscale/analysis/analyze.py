@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 
 from .across_sizes import fit_across_sizes
-from .compare import compare_fits, curve_points, extrapolation_check, fit_run, fit_setting
+from .compare import compare_fits, curve_points, fit_run, fit_setting
 from .density import capability_density, fit_loss_to_accuracy
+from .extrapolation import extrapolation_check
 from .fitcore import Fit, FitRefused
 from .loading import RunDirError, expand_zoo_paths, load_runs, load_zoo
 from .pretrain_laws import compute_optimal, fit_chinchilla, loss_frontier
@@ -19,7 +20,14 @@ from .rl_laws import fit_entropy_reward, fit_power_law
 from . import plots
 from .report_content import build_report
 
-ZOO_MIN_TOKENS_FRAC = 0.1  # the warm-up part of a pre-training curve follows no law
+# Outlier and small-data policy of the Chinchilla fit. Epoch's replication (Besiroglu et al.
+# 2024) leaves the runs trained on the fewest tokens out of its fit: the law does not describe
+# them, and they move beta by several standard errors. rlscale's counterpart is each zoo
+# model's warm-up: points trained on less than this fraction of the model's final tokens are
+# left out of the Chinchilla and frontier fits; the report says how many, and how far the
+# exponents move when they are put back (chinchilla_policy in fits.json).
+ZOO_MIN_TOKENS_FRAC = 0.1
+MIN_FRONTIER_MODELS = 3  # a frontier through fewer models is one training curve, not a frontier
 
 
 def _attempt(fn, *args, **kwargs):
@@ -40,12 +48,21 @@ def zoo_dirs_of_runs(runs: pd.DataFrame) -> list[Path]:
 
 def analyze_zoo(zoo: pd.DataFrame, runs: pd.DataFrame, metric: str, n_boot: int) -> dict:
     out: dict = {"models": sorted(zoo["model"].unique())}
-    trained = zoo[zoo["tokens"] >= ZOO_MIN_TOKENS_FRAC * zoo.groupby("model")["tokens"].transform("max")]
+    warm = zoo["tokens"] < ZOO_MIN_TOKENS_FRAC * zoo.groupby("model")["tokens"].transform("max")
+    trained = zoo[~warm]
     f_c, f_l = loss_frontier(trained["flops"], trained["val_loss"])
     out["frontier_points"] = {"flops": f_c.tolist(), "val_loss": f_l.tolist()}
-    out["frontier"], out["frontier_refused"] = _attempt(fit_power_law, f_c, f_l, n_boot=n_boot)
+    n_models = trained["model"].nunique()
+    if n_models < MIN_FRONTIER_MODELS:
+        out["frontier"], out["frontier_refused"] = None, (
+            f"compute frontier: needs zoo models of at least {MIN_FRONTIER_MODELS} sizes (have {n_models}); "
+            "through fewer it is one model's training curve, and extrapolating it says nothing about larger "
+            "models. Pre-train more sizes with `rlscale pretrain --size s|m|l` and pass them with --zoo.")
+    else:
+        out["frontier"], out["frontier_refused"] = _attempt(fit_power_law, f_c, f_l, n_boot=n_boot)
     out["chinchilla"], out["chinchilla_refused"] = _attempt(
         fit_chinchilla, trained["n_params"], trained["tokens"], trained["val_loss"], n_boot=min(n_boot, 200))
+    out["chinchilla_policy"] = chinchilla_policy(out["chinchilla"], zoo, warm)
     if out["chinchilla"] is not None:
         top = float(zoo["flops"].max())
         out["compute_optimal"] = compute_optimal(out["chinchilla"], [top, 10 * top, 100 * top])
@@ -65,6 +82,23 @@ def analyze_zoo(zoo: pd.DataFrame, runs: pd.DataFrame, metric: str, n_boot: int)
         for stage, acc in ((f"base (step {int(C[0])})", R[0]), (f"after RL (step {int(C[-1])})", R[-1])):
             row, why = _attempt(capability_density, out["chinchilla"], out["loss_to_acc"], float(acc), float(n), tokens)
             out["density"].append({"run": name, "stage": stage, **(row or {"refused": why, "accuracy": float(acc)})})
+    return out
+
+
+def chinchilla_policy(fit: Fit | None, zoo: pd.DataFrame, left_out: pd.Series) -> dict:
+    """What the outlier policy left out, and how far the exponents move with it put back (in
+    bootstrap standard errors of the policy's fit)."""
+    out = {"rule": f"points trained on < {ZOO_MIN_TOKENS_FRAC:.0%} of their model's final tokens are left out "
+                   "(Epoch / Besiroglu et al. 2024 leave out their smallest-D runs likewise)",
+           "n_left_out": int(left_out.sum()), "n_kept": int((~left_out).sum())}
+    if fit is None or not left_out.any():
+        return out
+    with_all, why = _attempt(fit_chinchilla, zoo["n_params"], zoo["tokens"], zoo["val_loss"], n_boot=0)
+    if with_all is None:
+        return out | {"with_left_out": f"not fitted: {why}"}
+    se = fit.boot_ok.std(axis=0) if len(fit.boot_ok) else np.full(len(fit.names), np.nan)
+    out["with_left_out"] = {name: {"value": float(v), "shift_in_se": float((v - fit.params[name]) / s) if s > 0 else None}
+                            for name, v, s in zip(fit.names, with_all.values, se) if name in ("alpha", "beta", "E")}
     return out
 
 
@@ -115,7 +149,10 @@ def analyze(run_paths, out_dir, fit_until: float | None = 0.5, zoo_paths=(), met
 
     res["entropy"], res["entropy_refused"] = {}, {}
     for name, run in runs.groupby("run", sort=False):
-        fit, why = _attempt(fit_entropy_reward, run["entropy"], run["reward_mean"], n_boot=n_boot)
+        reward = run["reward_mean"].dropna()
+        reward_range = (min(0.0, reward.min()), max(1.0, reward.max())) if len(reward) else (0.0, 1.0)
+        fit, why = _attempt(fit_entropy_reward, run["entropy"], run["reward_mean"], reward_range=reward_range,
+                            n_boot=n_boot)
         (res["entropy"] if fit else res["entropy_refused"])[name] = fit or why
 
     res["across_sizes"] = analyze_across_sizes(runs, metric, compute, n_boot)

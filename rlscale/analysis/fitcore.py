@@ -57,6 +57,17 @@ class Fit:
     fixed: dict = field(default_factory=dict)  # inputs held fixed during the fit (e.g. R0)
     derived: dict = field(default_factory=dict)  # name -> (value, ci_lo, ci_hi), e.g. Cui's R(H=0)
     notes: list[str] = field(default_factory=list)
+    # The public parameters' bounds, where they are real limits of the quantity (an accuracy
+    # lies in [0, 1]); an interval that runs into one is reported as bounded (see bounded()).
+    bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    @property
+    def boot_ok(self) -> np.ndarray:
+        """The bootstrap rows whose refit succeeded (failed ones are kept as NaN rows so that
+        row i of two fits' bootstraps come from the same resample: paired comparisons)."""
+        if len(self.boot) == 0:
+            return self.boot
+        return self.boot[np.all(np.isfinite(self.boot), axis=1)]
 
     @property
     def params(self) -> dict[str, float]:
@@ -64,10 +75,27 @@ class Fit:
 
     def ci(self, level: float = CI_LEVEL) -> dict[str, tuple[float, float]]:
         """Percentile bootstrap interval per parameter (NaN when no bootstrap was run)."""
-        if len(self.boot) == 0:
+        boot = self.boot_ok
+        if len(boot) == 0:
             return {n: (float("nan"), float("nan")) for n in self.names}
-        lo, hi = np.percentile(self.boot, [50 * (1 - level), 50 * (1 + level)], axis=0)
+        lo, hi = np.percentile(boot, [50 * (1 - level), 50 * (1 + level)], axis=0)
         return {n: (float(a), float(b)) for n, a, b in zip(self.names, lo, hi)}
+
+    def bounded(self, level: float = CI_LEVEL) -> dict[str, str]:
+        """Parameters whose interval runs into a bound of the quantity: {name: "lower"|"upper"}.
+        That end of the interval is the bound, not something the data measured: the interval
+        is one-sided ("A >= 0.91, up to its bound 1")."""
+        out = {}
+        for name, (lo, hi) in self.ci(level).items():
+            if name not in self.bounds:
+                continue
+            b_lo, b_hi = self.bounds[name]
+            near_lo, near_hi = _at_bound(np.array([lo, hi]), b_lo, b_hi)
+            if near_lo[0]:
+                out[name] = "lower"
+            elif near_hi[1]:
+                out[name] = "upper"
+        return out
 
     def predict(self, x) -> np.ndarray:
         return self.model(self.values, np.asarray(x, dtype=float))
@@ -75,16 +103,17 @@ class Fit:
     def band(self, x, level: float = CI_LEVEL) -> tuple[np.ndarray, np.ndarray]:
         """Pointwise percentile band of the bootstrap curves at x."""
         x = np.asarray(x, dtype=float)
-        if len(self.boot) == 0:
+        if len(self.boot_ok) == 0:
             y = self.predict(x)
             return y, y
-        curves = np.stack([self.model(p, x) for p in self.boot])
+        curves = np.stack([self.model(p, x) for p in self.boot_ok])
         return tuple(np.percentile(curves, [50 * (1 - level), 50 * (1 + level)], axis=0))
 
     def to_json(self) -> dict:
         return {"law": self.law, "params": self.params,
                 "ci95": {k: list(v) for k, v in self.ci().items()},
-                "n_points": self.n_points, "bootstrap": {"resampled": self.resampled, "n_ok": len(self.boot)},
+                "bounded": self.bounded(),
+                "n_points": self.n_points, "bootstrap": {"resampled": self.resampled, "n_ok": len(self.boot_ok)},
                 "rmse": self.rmse, "fixed": self.fixed,
                 "derived": {k: {"value": v[0], "ci95": [v[1], v[2]]} for k, v in self.derived.items()},
                 "notes": self.notes}
@@ -191,6 +220,7 @@ def refuse_if_unstable(law: str, names, boot: np.ndarray, lower, upper, max_shar
                        skip: tuple[str, ...] = ()) -> None:
     """A point estimate inside the bounds can still sit on a ridge the data do not resolve:
     refuse when more than `max_share` of the bootstrap refits run into a bound."""
+    boot = boot[np.all(np.isfinite(boot), axis=1)] if len(boot) else boot
     if len(boot) == 0:
         return
     for j, (name, lo, hi) in enumerate(zip(names, lower, upper)):
@@ -204,12 +234,14 @@ def refuse_if_unstable(law: str, names, boot: np.ndarray, lower, upper, max_shar
 
 
 def refuse_if_flat(law: str, y: np.ndarray, fitted_residuals: np.ndarray, n_params: int,
-                   alpha: float = 0.01) -> float:
+                   alpha: float = 0.01, sd: np.ndarray | None = None) -> float:
     """F-test of the law against a constant: refuse when the curve explains no more than
-    noise would (p > alpha). Returns the p-value."""
+    noise would (p > alpha). With `sd` (each point's standard error) both sums of squares
+    are weighted by 1/sd^2. Returns the p-value."""
     n = len(y)
-    ss0 = float(np.sum((y - y.mean()) ** 2))
-    ss1 = float(np.sum(fitted_residuals ** 2))
+    w = np.ones(n) if sd is None else 1.0 / np.asarray(sd, float) ** 2
+    ss0 = float(np.sum(w * (y - np.average(y, weights=w)) ** 2))
+    ss1 = float(np.sum(w * fitted_residuals ** 2))
     if ss0 <= 1e-300:
         raise FitRefused(f"{law}: the data are flat (every value is {y[0]:.4g}); there is no curve to fit.")
     dof = n - n_params

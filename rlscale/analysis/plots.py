@@ -67,10 +67,14 @@ def reward_vs_compute(runs: pd.DataFrame, fits: dict, checks: dict, metric: str,
             ax.plot(inside, cf.predict(inside), color=color, lw=2.2)
             ax.plot(beyond, cf.predict(beyond), color=color, lw=2.2, ls="--",
                     label=f"fit on first {check['fit_until']:.0%} of compute, extrapolated")
-            ax.fill_between(beyond, lo, hi, color=color, alpha=0.15, label="95% bootstrap band")
+            ax.fill_between(beyond, lo, hi, color=color, alpha=0.15, label="95% bootstrap band of the curve")
             ax.axvline(cut, color=color, ls="-.", lw=0.8, alpha=0.7)
-            ax.errorbar([check["c_final"]], [check["predicted"]], fmt="*", ms=14, color=color, mec="black",
-                        zorder=4, label=f"predicted final {check['predicted']:.3f} vs measured {check['observed']:.3f}")
+            held = check["held_out"]
+            err = [np.subtract(held["predicted"], held["lo"]), np.subtract(held["hi"], held["predicted"])]
+            ax.errorbar(held["C"], held["predicted"], yerr=err, fmt="none", ecolor=color, elinewidth=1, capsize=2,
+                        alpha=0.8, zorder=4, label=f"held-out prediction intervals: {check['verdict']}")
+            ax.axhline(check["persistence"], color=color, ls=(0, (1, 3)), lw=1,
+                       label=f"persistence {check['persistence']:.3f}")
     _log_x(ax)
     ax.set_xlabel(COMPUTE_LABEL.get(compute, compute) + ", log scale")
     ax.set_ylabel(METRIC_LABEL.get(metric, metric))

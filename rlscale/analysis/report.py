@@ -21,9 +21,13 @@ def fmt(v, digits: int = 3) -> str:
     return str(v)
 
 
-def with_ci(value, ci) -> str:
+def with_ci(value, ci, bounded: str | None = None) -> str:
+    """value [lo, hi]; an end that is a parameter's bound, not a measurement, is marked
+    "(bound)", e.g. A = 0.97 [0.93, 1 (bound)]: the data say only A >= 0.93."""
     lo, hi = ci
-    return f"{fmt(value)} [{fmt(lo)}, {fmt(hi)}]"
+    lo_s = f"{fmt(lo)} (bound)" if bounded == "lower" else fmt(lo)
+    hi_s = f"{fmt(hi)} (bound)" if bounded == "upper" else fmt(hi)
+    return f"{fmt(value)} [{lo_s}, {hi_s}]"
 
 
 def _inline_html(text: str) -> str:

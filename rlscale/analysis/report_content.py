@@ -24,21 +24,22 @@ def check_lines(res: dict) -> list[str]:
     if not res["fit_until"]:
         return ["extrapolation check not run (pass --fit-until F, e.g. 0.5)"]
     lines = [f"EXTRAPOLATION CHECK: ScaleRL sigmoid fitted on the first {res['fit_until']:.0%} of each run's "
-             f"compute, {res['metric']} predicted at the run's final evaluation"]
+             f"compute, {res['metric']} predicted at every later evaluation and scored against persistence "
+             "(the last fitted value)"]
     for name, c in res["checks"].items():
         if "refused" in c:
             lines.append(f"  {name}: NO PREDICTION. {c['refused']}")
             continue
-        se = f" ± {c['observed_se']:.3f} (1 SE)" if c.get("observed_se") is not None else ""
-        verdict = "consistent with the prediction" if c["consistent"] else "OUTSIDE the prediction's band"
-        p = c["fit"].params
-        ci = c["fit"].ci()
+        p, ci, bounded = c["fit"].params, c["fit"].ci(), c["fit"].bounded()
         lines += [
-            f"  {name}: fit on {c['n_fit_points']} points up to C = {c['c_cut']:.3g}, predicting "
+            f"  {name}: {c['verdict'].upper()}. fit on {c['n_fit_points']} points up to C = {c['c_cut']:.3g}, "
             f"{c['n_held_out']} held-out point(s) out to C = {c['c_final']:.3g}",
-            f"    predicted {c['predicted']:.3f} [95% band {c['band95'][0]:.3f}, {c['band95'][1]:.3f}]   "
-            f"measured {c['observed']:.3f}{se}   error {c['error']:+.3f}   -> {verdict}",
-            f"    fitted A = {with_ci(p['A'], ci['A'])}, B = {with_ci(p['B'], ci['B'])}, "
+            f"    RMSE over the held-out points: prediction {c['rmse_fit']:.4f}, persistence {c['rmse_persistence']:.4f}"
+            f" (persistence value {c['persistence']:.3f})",
+            f"    final point: predicted {c['predicted']:.3f} [simultaneous 95% interval {c['band95'][0]:.3f}, "
+            f"{c['band95'][1]:.3f}], measured {c['observed']:.3f}, error {c['error']:+.3f}",
+            *[f"    {why}" for why in c["reasons"]],
+            f"    fitted A = {with_ci(p['A'], ci['A'], bounded.get('A'))}, B = {with_ci(p['B'], ci['B'])}, "
             f"C_mid = {with_ci(p['C_mid'], ci['C_mid'])}"]
     return lines
 
@@ -46,10 +47,12 @@ def check_lines(res: dict) -> list[str]:
 def _sigmoid_rows(fits: dict) -> list[list]:
     rows = []
     for name, f in fits.items():
-        ci = f.ci()
-        r0 = f.fixed.get("R0", f.params.get("R0"))
-        rows.append([name, f.n_points, r0, with_ci(f.params["A"], ci["A"]), with_ci(f.params["B"], ci["B"]),
-                     with_ci(f.params["C_mid"], ci["C_mid"]), f.rmse, f"{len(f.boot)} x {f.resampled}"])
+        ci, bounded = f.ci(), f.bounded()
+        r0 = (with_ci(f.params["R0"], ci["R0"], bounded.get("R0")) if "R0" in f.params
+              else f"{f.fixed['R0']:.3g} (held)")
+        rows.append([name, f.n_points, r0, with_ci(f.params["A"], ci["A"], bounded.get("A")),
+                     with_ci(f.params["B"], ci["B"]), with_ci(f.params["C_mid"], ci["C_mid"]), f.rmse,
+                     f"{len(f.boot_ok)} x {f.resampled}"])
     return rows
 
 
@@ -88,6 +91,14 @@ def _zoo_section(r: Report, zoo: dict | None, figures):
                 [[row["C"], with_ci(row["N_opt"][0], row["N_opt"][1:]), with_ci(row["D_opt"][0], row["D_opt"][1:]),
                   with_ci(row["tokens_per_param"][0], row["tokens_per_param"][1:])] for row in zoo["compute_optimal"]])
         r.bullets(chin.notes)
+    policy = zoo.get("chinchilla_policy") or {}
+    if policy:
+        moved = policy.get("with_left_out")
+        moved_text = ("; ".join(f"{k} {v['value']:.4g} ({v['shift_in_se']:+.1f} SE)" if v["shift_in_se"] is not None
+                                else f"{k} {v['value']:.4g}" for k, v in moved.items())
+                      if isinstance(moved, dict) else moved or "nothing was left out")
+        r.text(f"Outlier policy: {policy['rule']}; {policy['n_left_out']} of "
+               f"{policy['n_left_out'] + policy['n_kept']} points left out. With them put back: {moved_text}.")
     r.heading("Capability density (Xiao et al.)", 3)
     if zoo["loss_to_acc"] is None:
         _refusals(r, {"loss-to-accuracy sigmoid": zoo["loss_to_acc_refused"]})
@@ -122,7 +133,8 @@ def build_report(res: dict, runs: pd.DataFrame, figures) -> Report:
         r.table(headers, _sigmoid_rows(res["setting_sigmoid"]))
         _refusals(r, res["setting_refused"])
     if res["comparison"]:
-        r.heading("Comparison (A first; B and C_mid only where the A intervals overlap)", 3)
+        r.heading("Comparison: paired bootstrap of the differences (A first; B and C_mid only where A does not "
+                  "differ)", 3)
         r.bullets([f"**{c['a']} vs {c['b']}**: " + "; ".join(filter(None, (c["A"], c["B"], c["C_mid"])))
                    for c in res["comparison"]])
 

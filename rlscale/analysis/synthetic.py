@@ -13,7 +13,7 @@ import numpy as np
 from ..config import load_config, to_yaml
 from ..runlog import METRIC_FIELDS
 from .pretrain_laws import chinchilla_curve
-from .rl_laws import sigmoid_curve
+from .sigmoid import sigmoid_curve
 
 
 def write_run(run_dir, *, A=0.7, B=1.5, c_mid=2e13, r0=0.1, steps=200, eval_every=10, flops_per_step=1e12,
