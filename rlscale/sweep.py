@@ -313,9 +313,13 @@ def plan_lines(sweep: Sweep) -> list[str]:
     lines = [f"sweep {sweep.file}: base {sweep.base}, {n_settings} setting(s) x {len(sweep.spec.seeds)} seed(s) "
              f"= {len(sweep.runs)} runs in {sweep.out}"]
     width = max(len(r.name) for r in sweep.runs)
+    previous = sweep.previous_records()
     for r in sweep.runs:
+        job = previous.get(r.name, {}).get("job_id") if previous.get(r.name, {}).get("status") == "submitted" else None
         if is_finished(r.run_dir):
             todo = "finished: skip"
+        elif job:
+            todo = f"job {job} submitted earlier: follow it while it runs (with --ray-address), else run again"
         elif r.run_dir.exists():
             todo = f"unfinished attempt: move it to {incomplete_path(r.run_dir).name}, run again"
         else:

@@ -34,10 +34,10 @@ K = 2
 
 
 @pytest.fixture(scope="module")
-def async_run(tmp_path_factory):
+def async_run(tmp_path_factory, quickstart_cache):
     root = tmp_path_factory.mktemp("async")
     cfg = load_config("configs/quickstart_async.yaml", [
-        f"run_dir={root / 'run'}", f"pretrain.cache_dir={root / 'cache'}", *SHORT,
+        f"run_dir={root / 'run'}", f"pretrain.cache_dir={quickstart_cache}", *SHORT,
         f"algo.max_staleness={K}", "algo.epochs=3"])
     orch = Orchestrator(cfg)
     run_dir = orch.run()
