@@ -22,6 +22,9 @@ def _cmd_run(args) -> int:
     print(f"validation mean@{summary['eval_k']}: base {'not evaluated' if base is None else f'{base:.3f}'} -> "
           f"final {summary['final_val_mean_at_k']:.3f} (SE {summary['final_val_mean_at_k_se']:.3f}) after "
           f"{summary['steps']} steps")
+    if summary["final_eval_n_problems"] > summary["eval_problems"]:
+        print(f"final evaluation on {summary['final_eval_n_problems']} problems: mean@{summary['eval_k']} "
+              f"{summary['final_eval_mean_at_k']:.3f} (SE {summary['final_eval_mean_at_k_se']:.3f})")
     return 0
 
 

@@ -93,6 +93,27 @@ def check_env(env: EnvConfig) -> None:
         built.close()
 
 
+def check_final_eval_problems(cfg: "RunConfig") -> None:
+    """The validation split must hold eval.final_n_problems distinct problems; drawing them
+    (as the run will, from eval.seed) is the only test that holds for every environment."""
+    if cfg.eval.final_n_problems is None:
+        return
+    from rlscale_envs import make_text_env
+
+    from .collect import draw_problems  # the run's own draw; imports this module, hence here
+
+    env = make_text_env(cfg.env.id, cfg.env.kwargs, "val")
+    try:
+        draw_problems(env, cfg.eval.final_n_problems, cfg.eval.seed, distinct=True)
+    except ValueError as e:
+        raise ConfigError(f"invalid config:\n  eval.final_n_problems={cfg.eval.final_n_problems}: the validation "
+                          f"split of {cfg.env.id} with these env.kwargs does not hold that many distinct problems "
+                          f"({e.args[0].split(';')[0]}); lower eval.final_n_problems or widen the environment "
+                          "(e.g. env.kwargs.max_difficulty)") from None
+    finally:
+        env.close()
+
+
 class RolloutConfig(_Strict):
     mode: Literal["sync", "async"] = Field(
         "sync", description="sync: sample, then learn, in turn; async: workers keep sampling while the learner "
@@ -164,10 +185,22 @@ class EvalConfig(_Strict):
     at_start: bool = Field(True, json_schema_extra=NOT_EXPERIMENT,
                            description="evaluate the base policy as step 0 (the scaling fits' anchor R0; "
                                        "without it they fit R0 freely)")
-    n_problems: int = Field(200, gt=0)
+    n_problems: int = Field(200, gt=0, description="validation problems of every evaluation (the curve)")
+    final_n_problems: int | None = Field(
+        None, gt=0, json_schema_extra=NOT_EXPERIMENT,
+        description="problems of the run's final evaluation: a superset of the n_problems (which stay the "
+                    "curve's), for a precise final value (SE 0.01 takes ~2500 at p=0.5); null = n_problems")
     k: int = Field(4, ge=1, description="samples per problem for mean@k and pass@k")
     temperature: float = Field(1.0, gt=0)
     seed: int = 1234
+
+    @model_validator(mode="after")
+    def _final_superset(self):
+        if self.final_n_problems is not None and self.final_n_problems < self.n_problems:
+            raise ValueError(f"eval.final_n_problems={self.final_n_problems} must be >= eval.n_problems="
+                             f"{self.n_problems}: the final evaluation's problems include every evaluation's; "
+                             "raise it, or set it to null for a final evaluation like the others")
+        return self
 
 
 class RayConfig(_Strict):
@@ -338,6 +371,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None,
     except ValidationError as e:
         raise ConfigError(_describe(e, RunConfig)) from None
     check_env(cfg.env)
+    check_final_eval_problems(cfg)
     return cfg
 
 

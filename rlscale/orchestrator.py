@@ -117,11 +117,27 @@ class Orchestrator:
                                "the probe text; the driver and the engines must load the same tokenizer files")
         return tok
 
-    def _submit_eval(self, version: int) -> list:
-        """Start the validation of policy `version` on every engine (which must hold it)."""
+    def _submit_eval(self, version: int, final: bool = False) -> list:
+        """Start the validation of policy `version` on every engine (which must hold it): the
+        curve's problems, or for the final evaluation all of eval.final_n_problems."""
         e, n = self.cfg.eval, len(self.workers)
+        upto = len(self.val_problems) if final else self.n_curve_problems
         return [w.evaluate.remote(chunk, ids, e.k, e.temperature, version) for w, chunk, ids in
-                zip(self.workers, split_evenly(self.val_problems, n), split_evenly(self.val_ids, n))]
+                zip(self.workers, split_evenly(self.val_problems[:upto], n), split_evenly(self.val_ids[:upto], n))]
+
+    def _eval_fields(self, rewards: list) -> dict:
+        """A row's validation fields. They always describe the curve's problems (the first
+        eval.n_problems), so every point of the curve measures the same set; a final
+        evaluation on more problems adds final_eval_* fields. The larger set is not just a
+        more precise curve point: a distinct-problem draw from a small space runs out of easy
+        problems first (quickstart: 12% one-step chains in the first 200, 1% in 2500)."""
+        k, n = self.cfg.eval.k, self.n_curve_problems
+        fields = summarize_eval(rewards[:n], k) | {"val_n_problems": n}
+        if len(rewards) > n:
+            full = summarize_eval(rewards, k)
+            fields |= {f"final_eval_{key.removeprefix('val_')}": v for key, v in full.items()}
+            fields["final_eval_n_problems"] = len(rewards)
+        return fields
 
     def _sync_weights(self, version: int) -> dict:
         """Push learner weights to every engine, then prove the engines really changed.
@@ -197,20 +213,25 @@ class Orchestrator:
         self.learner, self.workers = None, []
 
     def _draw_val(self, env, run_log: RunLog) -> None:
-        """The fixed validation problems that fit the engine, and their prompt token ids."""
+        """The fixed validation problems that fit the engine, and their prompt token ids.
+        The draw is prefix-stable: the first eval.n_problems of a final_n_problems draw are
+        the n_problems draw, the problems of every evaluation."""
         cfg = self.cfg
-        drawn = draw_problems(env, cfg.eval.n_problems, cfg.eval.seed, distinct=True)
+        n_curve = cfg.eval.n_problems
+        drawn = draw_problems(env, cfg.eval.final_n_problems or n_curve, cfg.eval.seed, distinct=True)
         ids = self.collector.prompt_ids(drawn)
         fit = self.collector.fits(ids)
         self.val_problems = [p for p, ok in zip(drawn, fit) if ok]
         self.val_ids = [i for i, ok in zip(ids, fit) if ok]
-        if not self.val_problems:
+        self.n_curve_problems = sum(fit[:n_curve])
+        if not self.n_curve_problems:
             raise PromptsDoNotFitError(f"no validation prompt fits: {self.collector.too_long_hint()}")
         if len(self.val_problems) < len(drawn):
             self.log(f"warning: {len(drawn) - len(self.val_problems)} of {len(drawn)} validation prompts do not "
                      f"fit the engine's context and are left out; {self.collector.too_long_hint()}")
-        run_log.update_run_info(val_problems_used=len(self.val_problems),
-                                val_problems_too_long=len(drawn) - len(self.val_problems))
+        run_log.update_run_info(val_problems_used=self.n_curve_problems,
+                                val_problems_too_long=n_curve - self.n_curve_problems,
+                                final_eval_problems_used=len(self.val_problems))
 
     def _loop(self, run_log: RunLog) -> dict:
         """Steps 1..steps through the rollout pipeline (pipeline.py). An evaluation of
@@ -228,7 +249,7 @@ class Orchestrator:
         pending: list = []  # [(row, samples, eval refs)] of the one step whose evaluation runs
 
         def add_eval(row: dict, refs: list) -> None:
-            row |= summarize_eval([r for part in ray.get(refs) for r in part], cfg.eval.k)
+            row |= self._eval_fields([r for part in ray.get(refs) for r in part])
             evals.append((row["step"], row))
 
         def finish_pending() -> None:
@@ -267,7 +288,7 @@ class Orchestrator:
                 row |= sync | {"sync_s": sync_s}
                 refs = None
                 if step % cfg.eval.every == 0 or step == cfg.steps:
-                    refs = self._submit_eval(update.policy_version)
+                    refs = self._submit_eval(update.policy_version, final=step == cfg.steps)
                     if is_sync:
                         add_eval(row, refs)
                         refs = None
@@ -291,12 +312,16 @@ class Orchestrator:
             val_env.close()
         base = evals[0][1] if evals and evals[0][0] == 0 else {}
         final = evals[-1][1]
+        # final_eval_*: the final evaluation on all its problems (the curve's last point when
+        # eval.final_n_problems is null).
+        final_eval = {f"final_eval_{key}": final.get(f"final_eval_{key}", final[f"val_{key}"])
+                      for key in ("mean_at_k", "mean_at_k_se", "pass_at_k", "pass_at_k_se", "n_problems")}
         return {"steps": cfg.steps, "rollout_mode": cfg.rollout.mode, "max_staleness": k,
                 "base_val_mean_at_k": base.get("val_mean_at_k"), "base_val_pass_at_k": base.get("val_pass_at_k"),
                 "final_val_mean_at_k": final["val_mean_at_k"], "final_val_mean_at_k_se": final["val_mean_at_k_se"],
                 "final_val_pass_at_k": final["val_pass_at_k"],
-                "eval_k": cfg.eval.k, "eval_problems": len(self.val_problems), "total_flops": totals["flops"],
-                "rl_loop_s": time.time() - t_loop}
+                "eval_k": cfg.eval.k, "eval_problems": self.n_curve_problems, **final_eval,
+                "total_flops": totals["flops"], "rl_loop_s": time.time() - t_loop}
 
     def _step_row(self, step: int, got, batch, update: UpdateResult, stale: int, totals: dict):
         """The step's metrics row (without timing and evaluation) and its logged samples.

@@ -28,10 +28,12 @@ from .config import RunConfig, non_experiment_keys, to_yaml
 # e.g. val_* on steps without evaluation).
 # Rows also carry the recipe's own named stats (the loss's, the entropy control's, the
 # filter's: e.g. clip_frac, is_weight_mean, ds_groups_dropped), present when that
-# variant is selected.
+# variant is selected, and the last row, when eval.final_n_problems enlarges the final
+# evaluation, its results: final_eval_{mean_at_k,mean_at_k_se,pass_at_k,pass_at_k_se,n_problems}.
 METRIC_FIELDS = [
     "step", "policy_version", "time", "policy_lag_mean", "policy_lag_max", "policy_lag_hist", "stale_dropped",
     "reward_mean", "reward_std", "val_mean_at_k", "val_mean_at_k_se", "val_pass_at_k", "val_pass_at_k_se",
+    "val_n_problems",
     "entropy", "response_len_mean", "truncated_frac", "prompts_skipped", "turns_mean", "reward_by_env",
     "kl_ref", "kl_old_new",
     "loss", "grad_norm", "logprob_diff", "sync_probe_diff", "engine_probe_shift",

@@ -15,7 +15,8 @@ pytestmark = pytest.mark.integration
 
 # Training rows may leave only the validation fields empty on non-eval steps, and kl_ref
 # when no reference model is built (kl_coef 0 and log_kl_ref off, the quickstart's case).
-NULLABLE_ON_TRAIN_STEPS = {"val_mean_at_k", "val_mean_at_k_se", "val_pass_at_k", "val_pass_at_k_se", "kl_ref"}
+NULLABLE_ON_TRAIN_STEPS = {"val_mean_at_k", "val_mean_at_k_se", "val_pass_at_k", "val_pass_at_k_se", "val_n_problems",
+                          "kl_ref"}
 
 
 @pytest.fixture(scope="module")
@@ -23,9 +24,9 @@ def finished_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("it")
     cfg = load_config("configs/quickstart.yaml", [
         f"run_dir={root / 'run'}", f"pretrain.cache_dir={root / 'cache'}", "pretrain.steps=40",
-        "pretrain.eval_problems=20", "steps=3", "eval.every=2", "eval.n_problems=16", "eval.k=2",
-        "rollout.prompts_per_step=8", "rollout.group_size=4", "rollout.max_tokens=32", "algo.minibatches=2",
-        "algo.lr=0.01", "progress=false",
+        "pretrain.eval_problems=20", "steps=3", "eval.every=2", "eval.n_problems=16", "eval.final_n_problems=40",
+        "eval.k=2", "rollout.prompts_per_step=8", "rollout.group_size=4", "rollout.max_tokens=32",
+        "algo.minibatches=2", "algo.lr=0.01", "progress=false",
     ])
     orch = Orchestrator(cfg)
     run_dir = orch.run(keep_actors=True)  # the tests below use the engines and the learner
@@ -48,6 +49,13 @@ def test_metrics_rows_have_every_field(finished_run):
         assert 0 <= r["reward_mean"] <= 1 and r["entropy"] > 0
         assert r["logprob_diff"] < 0.05  # engine and learner agree on the sampled tokens
     assert rows[2]["val_mean_at_k"] is not None and rows[3]["val_mean_at_k"] is not None
+    # Every evaluation row describes the curve's 16 problems; the last adds the final 40.
+    assert [r["val_n_problems"] for r in rows] == [16, None, 16, 16]
+    assert "final_eval_n_problems" not in rows[2] and rows[3]["final_eval_n_problems"] == 40
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["eval_problems"] == 16 and summary["final_eval_n_problems"] == 40
+    assert summary["final_eval_mean_at_k"] == rows[3]["final_eval_mean_at_k"]
+    assert summary["final_eval_mean_at_k_se"] == rows[3]["final_eval_mean_at_k_se"]
     flops = [r["cumulative_flops"] for r in rows]
     assert flops == sorted(flops) and flops[-1] == sum(r["step_flops"] for r in rows[1:])
     for name in ("config.yaml", "run.json", "samples.jsonl", "summary.json"):

@@ -289,7 +289,8 @@ def ray_head(tmp_path):
 @pytest.mark.integration
 def test_ray_job_mode_submits_follows_and_skips(tmp_path, capsys, ray_head, quickstart_cache):
     path = sweep_file(tmp_path, "seeds: [0]\noverrides: {steps: 2, eval.every: 2, eval.n_problems: 16, "
-                                f"rollout.prompts_per_step: 8, progress: false, pretrain.cache_dir: {quickstart_cache}}}\n")
+                                "rollout.prompts_per_step: 8, progress: false, "
+                                f"pretrain.cache_dir: {quickstart_cache}}}\n")
     out = tmp_path / "out"
     assert main(["sweep", str(path), "--ray-address", ray_head]) == 0  # submit, do not wait
     first = json.loads((out / "sweep.json").read_text())["runs"][0]
