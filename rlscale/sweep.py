@@ -254,7 +254,9 @@ def mark_finished(run: SweepRun, skipped: bool = False) -> None:
     run.record.update(status="finished", skipped=skipped)
     if is_finished(run.run_dir):
         summary = json.loads((run.run_dir / "summary.json").read_text())
-        run.record.update({k: summary.get(k) for k in ("final_val_mean_at_k", "final_val_mean_at_k_se", "eval_k")})
+        keys = ("final_val_mean_at_k", "final_val_mean_at_k_se", "eval_k", "final_eval_mean_at_k",
+                "final_eval_mean_at_k_se", "final_eval_n_problems")
+        run.record.update({k: summary.get(k) for k in keys})
 
 
 def incomplete_path(run_dir: Path) -> Path:
