@@ -61,8 +61,12 @@ def read_metrics(run_dir: Path) -> list[dict]:
 
 
 def interval(fit: dict, key: str) -> str:
+    """value [lo, hi], an end at the parameter's bound marked as such (the data say only >= lo)."""
     lo, hi = fit["ci95"][key]
-    return f"{fit['params'][key]:.3f} [{lo:.3f}, {hi:.3f}]"
+    side = fit.get("bounded", {}).get(key)
+    lo_s = f"{lo:.3f} (bound)" if side == "lower" else f"{lo:.3f}"
+    hi_s = f"{hi:.3g} (bound)" if side == "upper" else f"{hi:.3f}"
+    return f"{fit['params'][key]:.3f} [{lo_s}, {hi_s}]"
 
 
 def setting_fit(fits: dict, run_dirs: list[Path]) -> tuple[dict | None, str | None]:
@@ -116,7 +120,7 @@ def main() -> None:
     ap.add_argument("--out", default="runs/recipes", help="directory of the recipe runs and the report")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--only", nargs="*", choices=sorted(RECIPES), help="run these recipes only")
-    ap.add_argument("--fit-until", type=float, default=0.75, help="extrapolation check fraction for analyze")
+    ap.add_argument("--fit-until", type=float, default=0.5, help="extrapolation check fraction for analyze")
     ap.add_argument("--target", type=float, default=0.9, help="accuracy whose first reaching is reported")
     ap.add_argument("extra", nargs="*", help="overrides for every recipe, after --, e.g. -- steps=40")
     args = ap.parse_args()

@@ -129,7 +129,7 @@ def build_report(res: dict, runs: pd.DataFrame, figures) -> Report:
     _refusals(r, res["sigmoid_refused"])
     r.bullets([f"{name}: {note}" for name, f in res["sigmoid"].items() for note in f.notes])
     if res["setting_sigmoid"] or res["setting_refused"]:
-        r.heading("Seeds of one setting pooled (bootstrap over runs)", 3)
+        r.heading("Seeds of one setting pooled (whole runs resampled where there are 3+ seeds)", 3)
         r.table(headers, _sigmoid_rows(res["setting_sigmoid"]))
         _refusals(r, res["setting_refused"])
     if res["comparison"]:
