@@ -134,3 +134,28 @@ def test_report_numbers_are_finite(recorded, tmp_path):
     fits = json.loads((out / "fits.json").read_text())
     assert fits["checks"] == {} and fits["zoo"] is None
     assert all(np.isfinite(v) for v in fits["sigmoid"]["lowlr"]["params"].values())
+
+
+def test_analyze_a_sweep_dir_groups_by_setting_and_compares_paired(tmp_path, capsys):
+    """A sweep directory (sweep.json + runs labelled by their setting), 2 settings x 3 seeds
+    drawn from curves whose ceilings differ by 0.25: `rlscale analyze SWEEP_DIR` pools each
+    setting's seeds (whole runs resampled), and the paired bootstrap finds the gap in A."""
+    out = tmp_path / "sweep"
+    names = []
+    for lr, A in (("0.0001", 0.6), ("0.001", 0.85)):
+        for seed in range(3):
+            name = f"lr={lr}-seed{seed}"
+            write_run(out / name, A=A, r0=0.3, seed=seed, steps=120, eval_every=6, flops_per_step=2e12,
+                      n_problems=1000, k=1, overrides=(f"algo.lr={lr}", f"sweep_setting=algo.lr={lr}"))
+            names.append(name)
+    (out / "sweep.json").write_text(json.dumps({"runs": [{"name": n} for n in names]}))
+    assert main(["analyze", str(out), "--out", str(tmp_path / "report"), "--n-boot", "200", "--fit-until", "0"]) == 0
+    fits = json.loads((tmp_path / "report" / "fits.json").read_text())
+    pooled = {k.split(" (")[0]: v for k, v in fits["setting_sigmoid"].items()}
+    assert set(pooled) == {"algo.lr=0.0001", "algo.lr=0.001"}
+    assert all(f["bootstrap"]["resampled"].startswith("runs") for f in pooled.values())
+    (row,) = fits["comparison"]
+    assert row["paired"]["A"]["differs"] and row["paired"]["A"]["ci95"][1] < 0  # A(1e-4) - A(1e-3) < 0
+    assert "algo.lr=0.001 (" in row["A"].split(": ")[-1] and "higher ceiling" in row["A"]
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "paired bootstrap" in report and "A differs" in report

@@ -139,6 +139,7 @@ def analyze(run_paths, out_dir, fit_until: float | None = 0.5, zoo_paths=(), met
             units[key] = fit
         else:
             units[members[0]] = res["sigmoid"].get(members[0])
+    res["comparison_skipped"] = {k: "its sigmoid fit was refused (see above)" for k, v in units.items() if v is None}
     units = {k: v for k, v in units.items() if v is not None}
     res["comparison"] = compare_fits(units) if len(units) >= 2 else []
 

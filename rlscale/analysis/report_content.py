@@ -132,9 +132,10 @@ def build_report(res: dict, runs: pd.DataFrame, figures) -> Report:
         r.heading("Seeds of one setting pooled (whole runs resampled where there are 3+ seeds)", 3)
         r.table(headers, _sigmoid_rows(res["setting_sigmoid"]))
         _refusals(r, res["setting_refused"])
-    if res["comparison"]:
+    if res["comparison"] or res.get("comparison_skipped"):
         r.heading("Comparison: paired bootstrap of the differences (A first; B and C_mid only where A does not "
                   "differ)", 3)
+        r.bullets([f"**{name}: not compared.** {why}" for name, why in res.get("comparison_skipped", {}).items()])
         r.bullets([f"**{c['a']} vs {c['b']}**: " + "; ".join(filter(None, (c["A"], c["B"], c["C_mid"])))
                    for c in res["comparison"]])
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import load_config, to_yaml
+from ..config import load_config, non_experiment_keys, to_yaml
 from ..runlog import METRIC_FIELDS
 from .pretrain_laws import chinchilla_curve
 from .sigmoid import sigmoid_curve
@@ -34,6 +34,7 @@ def write_run(run_dir, *, A=0.7, B=1.5, c_mid=2e13, r0=0.1, steps=200, eval_ever
     (run_dir / "config.yaml").write_text(to_yaml(cfg))
     (run_dir / "run.json").write_text(json.dumps({
         "name": run_dir.name, "seed": seed, "command": ["synthetic"], "host": "synthetic",
+        "non_experiment_keys": non_experiment_keys(), "sweep_setting": cfg.sweep_setting,
         "model": {"source": "zoo", "zoo_size": cfg.model.zoo_size},
         "model_shape": {"n_params": n_params, "n_layers": 2, "d_attn": 64, "n_params_total": n_params}}))
     entropy_b = accuracy_at(1e30) + entropy_a  # R(H = 0) = b - a: entropy runs out at the ceiling
