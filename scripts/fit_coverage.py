@@ -91,7 +91,8 @@ def main() -> None:
               "coverage": coverage_table(args.datasets, args.boot),
               "extrapolation_check": check_verdicts(args.check_runs, args.boot)}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2, default=lambda o: o.item() if isinstance(o, np.generic) else o))
+    Path(args.out).write_text(json.dumps(result, indent=2,
+                                         default=lambda o: o.item() if isinstance(o, np.generic) else o))
     print(f"wrote {args.out}")
 
 

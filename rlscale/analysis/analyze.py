@@ -97,8 +97,9 @@ def chinchilla_policy(fit: Fit | None, zoo: pd.DataFrame, left_out: pd.Series) -
     if with_all is None:
         return out | {"with_left_out": f"not fitted: {why}"}
     se = fit.boot_ok.std(axis=0) if len(fit.boot_ok) else np.full(len(fit.names), np.nan)
-    out["with_left_out"] = {name: {"value": float(v), "shift_in_se": float((v - fit.params[name]) / s) if s > 0 else None}
-                            for name, v, s in zip(fit.names, with_all.values, se) if name in ("alpha", "beta", "E")}
+    out["with_left_out"] = {
+        name: {"value": float(v), "shift_in_se": float((v - fit.params[name]) / s) if s > 0 else None}
+        for name, v, s in zip(fit.names, with_all.values, se) if name in ("alpha", "beta", "E")}
     return out
 
 

@@ -108,6 +108,7 @@ def score(fit, C_held, R_held, n_held, c_last_fitted: float) -> dict:
     return {"verdict": verdict, "reasons": reasons, "held_out": {
                 "C": C_held.tolist(), "measured": R_held.tolist(), "predicted": pred.tolist(),
                 "lo": lo.tolist(), "hi": hi.tolist(), "inside": inside.tolist()},
-            "predicted": float(pred[-1]), "band95": [float(lo[-1]), float(hi[-1])], "error": float(pred[-1] - R_held[-1]),
+            "predicted": float(pred[-1]), "band95": [float(lo[-1]), float(hi[-1])],
+            "error": float(pred[-1] - R_held[-1]),
             "rmse_fit": rmse_fit, "rmse_persistence": rmse_persist, "persistence": persistence,
             "p_flat": p_flat, "p_prediction": p_pred, "z_crit": z_crit}

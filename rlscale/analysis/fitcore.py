@@ -57,8 +57,8 @@ class Fit:
     fixed: dict = field(default_factory=dict)  # inputs held fixed during the fit (e.g. R0)
     derived: dict = field(default_factory=dict)  # name -> (value, ci_lo, ci_hi), e.g. Cui's R(H=0)
     notes: list[str] = field(default_factory=list)
-    # The public parameters' bounds, where they are real limits of the quantity (an accuracy
-    # lies in [0, 1]); an interval that runs into one is reported as bounded (see bounded()).
+    # The public parameters' bounds: the quantity's own (an accuracy lies in [0, 1]) or the
+    # fit's search range; an interval that runs into one is reported as bounded (bounded()).
     bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @property

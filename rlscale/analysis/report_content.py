@@ -34,7 +34,8 @@ def check_lines(res: dict) -> list[str]:
         lines += [
             f"  {name}: {c['verdict'].upper()}. fit on {c['n_fit_points']} points up to C = {c['c_cut']:.3g}, "
             f"{c['n_held_out']} held-out point(s) out to C = {c['c_final']:.3g}",
-            f"    RMSE over the held-out points: prediction {c['rmse_fit']:.4f}, persistence {c['rmse_persistence']:.4f}"
+            f"    RMSE over the held-out points: prediction {c['rmse_fit']:.4f}, "
+            f"persistence {c['rmse_persistence']:.4f}"
             f" (persistence value {c['persistence']:.3f})",
             f"    final point: predicted {c['predicted']:.3f} [simultaneous 95% interval {c['band95'][0]:.3f}, "
             f"{c['band95'][1]:.3f}], measured {c['observed']:.3f}, error {c['error']:+.3f}",

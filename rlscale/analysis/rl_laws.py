@@ -134,7 +134,8 @@ def refuse_if_straight(H: np.ndarray, R: np.ndarray, alpha: float = 0.05) -> Non
     p = float(stats.t.cdf(t, dof))  # one-sided: the law needs a negative H^2 term
     if p > alpha:
         raise FitRefused(
-            f"entropy-reward law: over the measured entropy (exp(H) from {np.exp(H.min()):.3g} to {np.exp(H.max()):.3g}) "
+            f"entropy-reward law: over the measured entropy (exp(H) from {np.exp(H.min()):.3g} to "
+            f"{np.exp(H.max()):.3g}) "
             f"reward cannot be told from a straight line in H: the downward curvature the law needs is not "
             f"resolved (H^2 term {coef[2]:+.3g}, one-sided p = {p:.2g}). Its ceiling R(H=0) would be a linear "
             "extrapolation. A run whose entropy falls over a wider range would test it.")

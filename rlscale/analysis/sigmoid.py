@@ -130,7 +130,7 @@ def fit_sigmoid(C, R, n_problems=None, r0: float | None = None, groups=None, dro
     # 1. unweighted fit for the curve's shape; 2. weights from the noise model at that curve,
     # refitted twice (iteratively reweighted: the weights follow the curve, not the noisy y).
     sd = np.ones_like(y)
-    p, scale = fit_robust(model.residuals, model.jac, starts, lower, upper, args=(x, sd, y))
+    p, _ = fit_robust(model.residuals, model.jac, starts, lower, upper, args=(x, sd, y))
     if n is not None:
         for _ in range(2):
             sd = binomial_sd(model.curve(p, x), n)
