@@ -9,8 +9,9 @@ What makes its intervals hold (coverage measured in tests/test_fit_coverage.py):
   and C_mid intervals that held the truth about half the time.)
 - Points are weighted by their binomial variance p(1-p)/n at the fitted curve, n the
   number of problems evaluated (the problem, not the sample, is the unit), times the
-  overdispersion chi2/dof when the points scatter more than that (never less: the binomial
-  is the floor of evaluation noise). Without n the noise level is estimated from the scatter.
+  overdispersion chi2/dof when the points scatter more than that (never less: for one
+  sample per problem the binomial is exact, for mean@k over k > 1 samples it is an upper
+  bound, so the intervals err wide). Without n the noise level is estimated from the scatter.
 - One run, or two: a parametric bootstrap draws every evaluation again from the fitted
   curve with that noise. Three runs or more (seeds of one setting): whole runs are
   resampled, each bringing its residuals about the pooled curve, scaled by sqrt(G/(G-1))
