@@ -11,7 +11,9 @@ comparison, the same with R0 held at the measured step-0 value.
 
 Extrapolation check: 160-step runs evaluated every 5 steps on 500 problems, fitted on the
 first half of compute. "lawful" follows the sigmoid throughout; "bends" falls 0.08 below
-it after the fit window. The verdict counts are the check's false-failure rate and power.
+it after the fit window; "lawful_early" follows a sigmoid with half its gain at 3e13 FLOPs
+(fit window 8e13), so less of the rise is left to predict. The verdict counts are the
+check's false-failure rate and its power.
 """
 
 from __future__ import annotations
@@ -57,8 +59,11 @@ def coverage_table(datasets: int, n_boot: int) -> list[dict]:
 
 
 def check_verdicts(n_runs: int, n_boot: int) -> dict:
-    def lawful(c):
-        return float(sigmoid_curve([0.85, 1.5, 6e13], [c], 0.3)[0]) if c > 0 else 0.3
+    def lawful(c, c_mid=6e13):
+        return float(sigmoid_curve([0.85, 1.5, c_mid], [c], 0.3)[0]) if c > 0 else 0.3
+
+    def lawful_early(c):  # half the gain already at 3e13: less gain left after the fit window
+        return lawful(c, 3e13)
 
     cut = 0.5 * 160 * 1e12
 
@@ -67,7 +72,7 @@ def check_verdicts(n_runs: int, n_boot: int) -> dict:
 
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, curve in (("lawful", lawful), ("bends", bends)):
+        for name, curve in (("lawful", lawful), ("lawful_early", lawful_early), ("bends", bends)):
             counts = collections.Counter()
             for seed in range(n_runs):
                 d = write_run(Path(tmp) / f"{name}-{seed}", accuracy_at=curve, steps=160, eval_every=5,
@@ -85,10 +90,11 @@ def main() -> None:
     ap.add_argument("--boot", type=int, default=200)
     ap.add_argument("--check-runs", type=int, default=40)
     ap.add_argument("--out", default="runs/fit_coverage.json")
+    ap.add_argument("--checks-only", action="store_true", help="skip the coverage table")
     args = ap.parse_args()
     print(f"cpu: {cpu_name()}; truth {TRUTH}")
     result = {"cpu": cpu_name(), "truth": TRUTH, "datasets": args.datasets, "n_boot": args.boot,
-              "coverage": coverage_table(args.datasets, args.boot),
+              "coverage": [] if args.checks_only else coverage_table(args.datasets, args.boot),
               "extrapolation_check": check_verdicts(args.check_runs, args.boot)}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2,
