@@ -209,6 +209,14 @@ class RayConfig(_Strict):
     use_gpu: Literal["auto", "yes", "no"] = "auto"
 
 
+class CheckpointConfig(_Strict):
+    """Checkpoints under <run_dir>/checkpoints/step-NNNNNN (rlscale/checkpoint.py); one is
+    always written at the end of a run, and its policy/ is the run's final policy."""
+
+    every: int | None = Field(None, gt=0, description="also write one every N steps; null = only at the end")
+    keep: int = Field(2, ge=1, description="complete checkpoints kept (the newest); older ones are pruned")
+
+
 class RunConfig(_Strict):
     name: str = Field("run", json_schema_extra=NOT_EXPERIMENT)
     seed: int = Field(0, json_schema_extra=NOT_EXPERIMENT)
@@ -228,6 +236,7 @@ class RunConfig(_Strict):
     algo: AlgoConfig = Field(default_factory=AlgoConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     ray: RayConfig = Field(default_factory=RayConfig, json_schema_extra=NOT_EXPERIMENT)  # where, not what
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig, json_schema_extra=NOT_EXPERIMENT)
 
     @model_validator(mode="after")
     def _cross_field(self):

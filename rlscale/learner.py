@@ -13,6 +13,7 @@ FLOPs are counted here, pass by pass, as the passes run (rlscale/compute.py).
 from __future__ import annotations
 
 import copy
+import hashlib
 import os
 import time
 from collections import defaultdict
@@ -246,3 +247,31 @@ class Learner:
     def save(self, path: str) -> str:
         self.policy.save_pretrained(path, safe_serialization=True)
         return path
+
+    def save_checkpoint(self, path: str) -> str:
+        """The learner's whole state under `path`: policy/ in HF format (a later run can load
+        it as model.path once the tokenizer files are beside it) and learner_state.pt with
+        the optimizer, the PPO value head, the policy version and torch's RNG. The frozen
+        reference is the base model and is rebuilt from it. Returns state_hash()."""
+        os.makedirs(path, exist_ok=True)
+        self.save(os.path.join(path, "policy"))
+        torch.save({"optimizer": self.opt.state_dict(), "version": self.version, "torch_rng": torch.get_rng_state(),
+                    "value_head": self.value_head.state_dict() if self.value_head is not None else None},
+                   os.path.join(path, "learner_state.pt"))
+        return self.state_hash()
+
+    def state_hash(self) -> str:
+        """sha256 over the policy's and value head's tensors, the optimizer state and the
+        policy version, in a fixed order: equal hashes mean equal learner state."""
+        h = hashlib.sha256(str(self.version).encode())
+        tensors = list(self.policy.state_dict().items())
+        if self.value_head is not None:
+            tensors += [(f"value_head.{k}", v) for k, v in self.value_head.state_dict().items()]
+        opt = self.opt.state_dict()
+        for i in sorted(opt["state"]):
+            tensors += [(f"opt.{i}.{k}", v) for k, v in sorted(opt["state"][i].items())]
+        h.update(repr(opt["param_groups"]).encode())
+        for name, t in tensors:
+            h.update(name.encode())
+            h.update(t.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        return h.hexdigest()

@@ -24,6 +24,7 @@ from rlscale_envs import make_text_env
 
 from . import compute
 from .batch import TrainBatch, UpdateResult
+from .checkpoint import LoopState, write_checkpoint
 from .collect import Collector, PromptsDoNotFitError, draw_problems, split_evenly
 from .config import RunConfig
 from .device import actor_resources, resolve_use_gpu
@@ -179,6 +180,7 @@ class Orchestrator:
         run_log.update_run_info(model_path=str(model_path), model=model_info, prepare_s=time.time() - t_start)
         self.log(f"run directory: {run_log.dir}")
         try:
+            self.model_path = str(model_path)
             startup = self._start_actors(str(model_path))
             run_log.update_run_info(model_shape=self.shape.__dict__, use_gpu=self.use_gpu,
                                     actors_ready_s=time.time() - t_start, startup=startup)
@@ -301,10 +303,15 @@ class Orchestrator:
                 else:
                     run_log.log_step(row)
                     run_log.log_samples(step, update.policy_version, samples)
+                if cfg.checkpoint.every and step % cfg.checkpoint.every == 0 and step < cfg.steps:
+                    finish_pending()  # every row up to this step on disk before the logs' lengths are taken
+                    self._checkpoint(run_log, step, update.policy_version, totals, rng, evals, producer.started - step)
                 producer.release(update.policy_version)
                 bar.set_postfix(reward=f"{row['reward_mean']:.3f}", H=f"{update.entropy:.2f}",
                                 val=f"{evals[-1][1]['val_mean_at_k']:.3f}" if evals else "-")
             finish_pending()
+            # The end-of-run checkpoint: its policy/ is the run's final policy.
+            final_ckpt = self._checkpoint(run_log, cfg.steps, update.policy_version, totals, rng, evals, 0)
         finally:
             producer.stop()
             bar.close()
@@ -321,7 +328,26 @@ class Orchestrator:
                 "final_val_mean_at_k": final["val_mean_at_k"], "final_val_mean_at_k_se": final["val_mean_at_k_se"],
                 "final_val_pass_at_k": final["val_pass_at_k"],
                 "eval_k": cfg.eval.k, "eval_problems": self.n_curve_problems, **final_eval,
-                "total_flops": totals["flops"], "rl_loop_s": time.time() - t_loop}
+                "total_flops": totals["flops"], "rl_loop_s": time.time() - t_loop,
+                "final_policy": str(final_ckpt / "policy")}
+
+    EVAL_PREFIXES = ("val_", "final_eval_")  # an evaluation row's own fields, kept in a checkpoint
+
+    def _checkpoint(self, run_log: RunLog, step: int, version: int, totals: dict, rng: np.random.Generator,
+                    evals: list, ahead: int) -> Path:
+        """Write checkpoints/step-NNNNNN (rlscale/checkpoint.py) and prune old ones."""
+        retirement = self.collector.retirement
+        state = LoopState(
+            step=step, policy_version=version, totals=dict(totals), sampler_rng=rng.bit_generator.state,
+            sampler_ahead=max(0, ahead), retired_prompts=sorted(retirement.retired) if retirement else None,
+            evals=[{k: v for k, v in row.items() if k in ("step", "policy_version") or k.startswith(self.EVAL_PREFIXES)}
+                   for _, row in evals],
+            metrics_bytes=run_log.metrics_bytes(), samples_bytes=run_log.samples_bytes())
+        t0 = time.time()
+        path = write_checkpoint(run_log.dir, state, lambda p: ray.get(self.learner.save_checkpoint.remote(p)),
+                                self.model_path, self.cfg.checkpoint.keep)
+        run_log.update_run_info(last_checkpoint={"step": step, "path": str(path), "write_s": time.time() - t0})
+        return path
 
     def _step_row(self, step: int, got, batch, update: UpdateResult, stale: int, totals: dict):
         """The step's metrics row (without timing and evaluation) and its logged samples.

@@ -49,6 +49,7 @@ class BatchProducer:
         self._cond = threading.Condition()
         self._stopped = False
         self._out: queue.Queue = queue.Queue()
+        self.started = 0  # batches whose collection has begun (a checkpoint records how far ahead)
         self._thread = threading.Thread(target=self._run, name="rlscale-rollouts", daemon=True)
 
     def start(self) -> "BatchProducer":
@@ -80,6 +81,7 @@ class BatchProducer:
                     self._cond.wait_for(lambda: self._stopped or self._released >= step - 1 - self._k)
                     if self._stopped:
                         return
+                self.started = step
                 self._out.put(self._collect())
         except BaseException as e:  # noqa: BLE001 - handed to the consumer, which raises it
             self._out.put(e)

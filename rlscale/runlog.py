@@ -97,6 +97,16 @@ class RunLog:
             self._samples.write(json.dumps({"step": step, "policy_version": policy_version, **s}) + "\n")
         self._samples.flush()
 
+    def metrics_bytes(self) -> int:
+        """Length of metrics.jsonl as written so far (a checkpoint records it: a resume cuts
+        the log back to it)."""
+        self._metrics.flush()
+        return self._metrics.tell()
+
+    def samples_bytes(self) -> int:
+        self._samples.flush()
+        return self._samples.tell()
+
     def write_summary(self, summary: dict) -> None:
         (self.dir / "summary.json").write_text(json.dumps(summary, indent=2))
 
