@@ -85,6 +85,9 @@ class Learner:
     def __init__(self, model_path: str, algo: dict, seed: int, use_gpu: bool, dtype: str, engines_alongside: int = 0):
         """engines_alongside: rollout engines that compute on this host while the learner
         does (async mode on one machine); on CPU the learner leaves one core to each."""
+        from .quiet import install_filters
+
+        install_filters()  # first, before torch or transformers log in this actor
         torch.manual_seed(seed)
         if not use_gpu:
             torch.set_num_threads(max(1, (os.cpu_count() or 1) - engines_alongside))
@@ -258,6 +261,20 @@ class Learner:
         torch.save({"optimizer": self.opt.state_dict(), "version": self.version, "torch_rng": torch.get_rng_state(),
                     "value_head": self.value_head.state_dict() if self.value_head is not None else None},
                    os.path.join(path, "learner_state.pt"))
+        return self.state_hash()
+
+    def load_checkpoint(self, path: str) -> str:
+        """Continue from a checkpoint written by save_checkpoint: policy weights, optimizer,
+        value head, version and torch's RNG, exactly. Returns state_hash(), which equals the
+        one recorded when the checkpoint was written."""
+        trained = AutoModelForCausalLM.from_pretrained(os.path.join(path, "policy"), dtype=self.policy.dtype)
+        self.policy.load_state_dict(trained.state_dict())
+        state = torch.load(os.path.join(path, "learner_state.pt"), map_location=self.device, weights_only=False)
+        self.opt.load_state_dict(state["optimizer"])
+        if self.value_head is not None:
+            self.value_head.load_state_dict(state["value_head"])
+        self.version = state["version"]
+        torch.set_rng_state(state["torch_rng"].cpu())
         return self.state_hash()
 
     def state_hash(self) -> str:
