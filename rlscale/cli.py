@@ -97,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="run an RL experiment from a YAML config")
     run.add_argument("config", help="YAML config, e.g. configs/quickstart.yaml")
     run.add_argument("overrides", nargs="*", help="dotted overrides, e.g. rollout.group_size=8 run_dir=runs/x")
+    run.add_argument("--verbose", action="store_true",
+                     help="show every vLLM and Ray log line (by default known-benign ones are dropped: README)")
     run.set_defaults(fn=_cmd_run)
     pre = sub.add_parser("pretrain", help="pre-train a zoo base model (cached)")
     pre.add_argument("--size", required=True, choices=["xs", "s", "m", "l"])
@@ -123,8 +125,16 @@ def main(argv: list[str] | None = None) -> int:
     sw.add_argument("--wait", action="store_true", help="with --ray-address: poll until every job has ended")
     sw.add_argument("--max-running", type=int, help="with --wait: at most this many jobs at once")
     sw.add_argument("--poll-s", type=float, default=10.0, help="seconds between job status polls (default 10)")
+    sw.add_argument("--verbose", action="store_true",
+                    help="show every vLLM and Ray log line (by default known-benign ones are dropped: README)")
     sw.set_defaults(fn=_cmd_sweep)
     args = parser.parse_args(argv)
+    if getattr(args, "verbose", False):
+        import os
+
+        from .quiet import VERBOSE_ENV
+
+        os.environ[VERBOSE_ENV] = "1"  # read by init_ray and, through Ray's runtime env, by the actors
 
     from .config import ConfigError
     from .modelpath import ModelPathError

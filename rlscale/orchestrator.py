@@ -32,7 +32,8 @@ from .evaluation import summarize_eval
 from .learner import Learner
 from .modelpath import resolve_model
 from .pipeline import BatchProducer, drop_stale
-from .rollout import PROBE_TEXT, RolloutWorker
+from .quiet import VERBOSE_ENV, filter_forwarded_lines, install_filters, verbose
+from .rollout import PROBE_TEXT, RolloutWorker, sweep_stale_dirs
 from .runlog import METRIC_FIELDS, RunLog, default_run_dir
 
 
@@ -51,14 +52,33 @@ def ray_setup(cfg: RunConfig) -> tuple[str | None, int]:
 def init_ray(cfg: RunConfig) -> None:
     if ray.is_initialized():
         return
-    env_vars = {"VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL", "WARNING"),
+    loud = verbose()
+    env_vars = {"VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL", "INFO" if loud else "WARNING"),
+                # vLLM logs to stdout by default; the actors' stdout reaches the driver's, where
+                # it would mix with the run's own lines (piped to a file, say). stderr instead.
+                "VLLM_LOGGING_STREAM": os.environ.get("VLLM_LOGGING_STREAM", "ext://sys.stderr"),
+                VERBOSE_ENV: "1" if loud else "0",  # the actors install quiet.py's filters unless set
                 "TOKENIZERS_PARALLELISM": "false"}
+    install_filters()
+    # Actor output always comes to the driver (log_to_driver): a warning not known to be benign
+    # must be seen; the known ones are dropped where they are logged (quiet.py).
     if cfg.ray.address:
+        # A cluster's auth mode is the cluster's: RAY_AUTH_MODE=token and its token (README).
         ray.init(address=cfg.ray.address, runtime_env={"env_vars": env_vars}, log_to_driver=True)
-        return
-    _, num_cpus = ray_setup(cfg)
-    ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env={"env_vars": env_vars},
-             log_to_driver=True, configure_logging=True, logging_level="WARNING")
+    else:
+        # A local Ray we start: say its auth mode, else Ray 2.60 turns token auth on by itself
+        # and warns that it did ("Token authentication is enabled ... Set RAY_AUTH_MODE=disabled
+        # to opt out"). Token, as Ray's default: the head listens on the host's address. Ray
+        # read its config at import, so it is re-read, as Ray does when it turns token on.
+        if "RAY_AUTH_MODE" not in os.environ:
+            from ray._raylet import Config
+
+            os.environ["RAY_AUTH_MODE"] = "token"
+            Config.initialize("")
+        _, num_cpus = ray_setup(cfg)
+        ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env={"env_vars": env_vars},
+                 log_to_driver=True, configure_logging=True, logging_level="INFO" if loud else "WARNING")
+    filter_forwarded_lines()
 
 
 def reward_by_env(rewards: list[float], env_names: list, default_name: str) -> dict[str, float]:
@@ -197,9 +217,10 @@ class Orchestrator:
     def _delete_weight_files(self) -> None:
         """Let each rollout worker delete its synced weight files; a worker that already
         died has nothing left to clean, so errors are ignored."""
+        self._worker_pids = []
         for worker in getattr(self, "workers", []):
             try:
-                ray.get(worker.delete_weight_files.remote(), timeout=60)
+                self._worker_pids.append(ray.get(worker.delete_weight_files.remote(), timeout=60))
             except Exception:  # noqa: BLE001  (cleanup must not mask the run's own error)
                 pass
 
@@ -213,6 +234,8 @@ class Orchestrator:
                 except Exception:  # noqa: BLE001  (already gone)
                     pass
         self.learner, self.workers = None, []
+        # A killed engine's exit handlers do not run: its private temp dir goes here, once dead.
+        sweep_stale_dirs(getattr(self, "model_path", None), wait_for=getattr(self, "_worker_pids", []))
 
     def _draw_val(self, env, run_log: RunLog) -> None:
         """The fixed validation problems that fit the engine, and their prompt token ids.

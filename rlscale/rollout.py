@@ -49,7 +49,8 @@ def _hide_rope_reload_warning(record: logging.LogRecord) -> bool:
     """vLLM's in-place reload warns "RotaryEmbedding: Failed to load weights" on every
     sync: the RoPE cos/sin cache is computed, never part of a checkpoint, and vLLM puts
     it back. Drop only that line; a real load failure still shows, and the probe check
-    in the orchestrator proves the weights changed."""
+    in the orchestrator proves the weights changed. (Kept under --verbose too: it says
+    nothing about the run, and shows every step.)"""
     return not (record.args and record.args[0] == "RotaryEmbedding" and "Failed to load" in str(record.msg))
 
 
@@ -68,25 +69,80 @@ def weights_parent(model_path: str) -> str | None:
     return None
 
 
-def remove_orphaned_weights(parent: str | None) -> None:
-    """Delete weight dirs left by rollout workers that died without cleaning up (a
-    killed actor, a crashed run): in /dev/shm they would hold memory until reboot. A dir
-    is named after its worker's pid and is removed only when no process has that pid."""
-    for d in Path(parent or tempfile.gettempdir()).glob(f"{WEIGHTS_PREFIX}*-*"):
-        pid = d.name[len(WEIGHTS_PREFIX):].split("-", 1)[0]
+TEMP_PREFIX = "rlscale-tmp-"
+
+
+def remove_orphaned(parent: str | None, prefix: str = WEIGHTS_PREFIX) -> None:
+    """Delete `prefix<pid>-*` dirs left by rollout workers that died without cleaning up
+    (a killed actor, a crashed run): in /dev/shm they would hold memory until reboot. A dir
+    is named after its worker's pid and is removed only when no process has that pid; a
+    name without a pid is never touched."""
+    for d in Path(parent or tempfile.gettempdir()).glob(f"{prefix}*-*"):
+        pid = d.name[len(prefix):].split("-", 1)[0]
         if not pid.isdigit():
             continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
+        if not _alive(int(pid)):
             shutil.rmtree(d, ignore_errors=True)
-        except PermissionError:
-            pass  # alive, another user's process
+
+
+def remove_orphaned_weights(parent: str | None) -> None:
+    remove_orphaned(parent, WEIGHTS_PREFIX)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+def sweep_stale_dirs(model_path: str | None = None, wait_for: list[int] = (), wait_s: float = 5.0) -> None:
+    """Everything a dead rollout worker can leave on this host: its synced weights (in
+    /dev/shm or the temp dir) and its private temp dir (vLLM's vllm_dist_* rendezvous file
+    among its contents). wait_for: pids of workers just killed (a kill takes a moment), waited
+    for up to wait_s; a process still alive then keeps its dirs, for a later sweep. Errors are
+    swallowed: cleanup must not mask a run's own error."""
+    pids = [p for p in wait_for if isinstance(p, int)]
+    deadline = time.time() + wait_s
+    while pids and time.time() < deadline:
+        pids = [p for p in pids if _alive(p)]
+        if pids:
+            time.sleep(0.1)
+    system_tmp = tempfile.gettempdir()
+    for parent in {"/dev/shm", system_tmp} | ({weights_parent(model_path) or system_tmp} if model_path else set()):
+        try:
+            if Path(parent).is_dir():
+                remove_orphaned(parent, WEIGHTS_PREFIX)
+                remove_orphaned(parent, TEMP_PREFIX)
+        except OSError:
+            pass
+
+
+def _private_tempdir() -> Path:
+    """A temp dir for this actor process alone, named by its pid, made the process's
+    default temp dir. vLLM's in-process engine leaves a torch FileStore file,
+    /tmp/vllm_dist_<uuid>, that nothing removes when the actor is killed and whose name
+    says nothing of its owner; inside this dir it goes with the dir: at exit, or, after a
+    kill, in the sweep of the next worker or driver (remove_orphaned)."""
+    d = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-"))
+    tempfile.tempdir = str(d)
+    atexit.register(shutil.rmtree, d, True)
+    return d
 
 
 class RolloutWorker:
     def __init__(self, model_path: str, rollout: dict, env: dict, seed: int, use_gpu: bool, dtype: str,
                  fp32_lm_head: bool = False):
+        from .quiet import install_filters
+
+        install_filters()  # first: vLLM logs its benign warnings at import and engine start
+        parent = weights_parent(model_path)
+        sweep_stale_dirs(model_path)
+        self.temp_dir = _private_tempdir()  # before the engine: its rendezvous file goes in here
+
         from vllm import LLM  # imported here: the spawn guard needs engine creation inside the actor
 
         self.cfg = RolloutConfig.model_validate(rollout)
@@ -96,9 +152,10 @@ class RolloutWorker:
         self.tok = self.llm.get_tokenizer()
         # Scoring and feedback do not depend on the split: the train env also scores val problems.
         self.env = make_text_env(env_cfg.id, env_cfg.kwargs, "train")
-        parent = weights_parent(model_path)
-        remove_orphaned_weights(parent)
-        self.weights_dir = Path(tempfile.mkdtemp(prefix=f"{WEIGHTS_PREFIX}{os.getpid()}-", dir=parent))
+        # In the system temp dir when /dev/shm has no room, not in the private one: a
+        # driver or later worker sweeps both by pid (sweep_stale_dirs).
+        self.weights_dir = Path(tempfile.mkdtemp(prefix=f"{WEIGHTS_PREFIX}{os.getpid()}-",
+                                                 dir=parent or str(self.temp_dir.parent)))
         atexit.register(shutil.rmtree, self.weights_dir, True)  # also when the process exits normally
         self.version = 0
         self._engine_lock = threading.RLock()  # one engine call at a time, across the actor's threads
@@ -303,8 +360,10 @@ class RolloutWorker:
         out = outs[0]
         return [lp[t].logprob for lp, t in zip(out.prompt_logprobs[1:], ids[1:])]
 
-    def delete_weight_files(self) -> None:
+    def delete_weight_files(self) -> int:
         """The synced checkpoints live outside the run directory; remove them when the run
         ends. The engine stays usable (the next load_weights recreates the folder), and
-        the env's scorer processes end with this actor."""
+        the env's scorer processes end with this actor. Returns this actor's pid, for the
+        driver's sweep once the actor is stopped (its private temp dir goes then)."""
         shutil.rmtree(self.weights_dir, ignore_errors=True)
+        return os.getpid()
