@@ -11,7 +11,10 @@ import time
 def _cmd_run(args) -> int:
     from .config import load_config
 
+    from .preflight import preflight
+
     cfg = load_config(args.config, args.overrides)  # all config errors surface here, before any side effect
+    preflight(cfg)  # and every input (files, Ray address), before the heavy imports below
     from .orchestrator import Orchestrator
 
     t0 = time.time()

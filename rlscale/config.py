@@ -89,29 +89,24 @@ def check_env(env: EnvConfig) -> None:
             raise ConfigError(f"invalid config:\n  env.id: {e}") from None
         except Exception as e:  # constructor errors vary: TypeError, ValueError, DatasetError ...
             raise ConfigError(f"invalid config:\n  env.kwargs: {env.id} (split {split!r}) rejected its "
-                              f"arguments: {type(e).__name__}: {e}") from None
+                              f"arguments: {type(e).__name__}: {e}{env_kwarg_hint(env)}") from None
         built.close()
 
 
-def check_final_eval_problems(cfg: "RunConfig") -> None:
-    """The validation split must hold eval.final_n_problems distinct problems; drawing them
-    (as the run will, from eval.seed) is the only test that holds for every environment."""
-    if cfg.eval.final_n_problems is None:
-        return
-    from rlscale_envs import make_text_env
+def env_kwarg_hint(env: EnvConfig) -> str:
+    """"; did you mean ...?" for env.kwargs keys the env's constructor does not take."""
+    from .preflight import unknown_env_kwargs
 
-    from .collect import draw_problems  # the run's own draw; imports this module, hence here
+    return "".join(f"; env.kwargs.{key}: did you mean '{hint}'?" if hint else f"; env.kwargs.{key}: unknown"
+                   for key, hint in unknown_env_kwargs(env.id, env.kwargs).items())
 
-    env = make_text_env(cfg.env.id, cfg.env.kwargs, "val")
-    try:
-        draw_problems(env, cfg.eval.final_n_problems, cfg.eval.seed, distinct=True)
-    except ValueError as e:
-        raise ConfigError(f"invalid config:\n  eval.final_n_problems={cfg.eval.final_n_problems}: the validation "
-                          f"split of {cfg.env.id} with these env.kwargs does not hold that many distinct problems "
-                          f"({e.args[0].split(';')[0]}); lower eval.final_n_problems or widen the environment "
-                          "(e.g. env.kwargs.max_difficulty)") from None
-    finally:
-        env.close()
+
+def check_val_problems(cfg: "RunConfig") -> None:
+    """The validation split must hold max(eval.n_problems, eval.final_n_problems) distinct
+    problems: preflight.check_val_problems draws them as the run will, in seconds."""
+    from .preflight import check_val_problems as check  # imports this module, hence here
+
+    check(cfg)
 
 
 class RolloutConfig(_Strict):
@@ -326,7 +321,9 @@ def _describe(err: ValidationError, model: type[BaseModel]) -> str:
             lines.append(f"  {field}: name the variant first, e.g. {field}=<name> then {field}.<setting>=...; "
                          f"{e['msg']}")
         else:
-            lines.append(f"  {field or 'config'}: {e['msg']} (got {e.get('input')!r})")
+            # A whole section as the input (a model-level check) would dump the config.
+            got = "" if isinstance(e.get("input"), dict) else f" (got {e.get('input')!r})"
+            lines.append(f"  {field or 'config'}: {e['msg'].removeprefix('Assertion failed, ')}{got}")
     return "invalid config:\n" + "\n".join(lines)
 
 
@@ -380,7 +377,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None,
     except ValidationError as e:
         raise ConfigError(_describe(e, RunConfig)) from None
     check_env(cfg.env)
-    check_final_eval_problems(cfg)
+    check_val_problems(cfg)
     return cfg
 
 

@@ -35,6 +35,7 @@ from .pipeline import BatchProducer, drop_stale
 from .quiet import VERBOSE_ENV, filter_forwarded_lines, install_filters, verbose
 from .rollout import PROBE_TEXT, RolloutWorker, sweep_stale_dirs
 from .runlog import METRIC_FIELDS, RunLog, default_run_dir
+from .signals import is_interrupt, sigterm_as_interrupt
 
 
 class StaleWeightsError(RuntimeError):
@@ -202,20 +203,36 @@ class Orchestrator:
         run_log = RunLog(Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg), cfg)
         run_log.update_run_info(model_path=str(model_path), model=model_info, prepare_s=time.time() - t_start)
         self.log(f"run directory: {run_log.dir}")
+        # run.json's status: `running` until the summary is written (then `finished`), or
+        # `failed` (with the error) / `interrupted` (Ctrl-C, SIGTERM) when the run ends early.
+        status, error = "failed", None
         try:
-            self.model_path = str(model_path)
-            startup = self._start_actors(str(model_path))
-            run_log.update_run_info(model_shape=self.shape.__dict__, use_gpu=self.use_gpu,
-                                    actors_ready_s=time.time() - t_start, startup=startup)
-            summary = self._loop(run_log)
+            with sigterm_as_interrupt():
+                self.model_path = str(model_path)
+                startup = self._start_actors(str(model_path))
+                run_log.update_run_info(model_shape=self.shape.__dict__, use_gpu=self.use_gpu,
+                                        actors_ready_s=time.time() - t_start, startup=startup)
+                summary = self._loop(run_log)
+                summary["total_s"] = time.time() - t_start
+                run_log.write_summary(summary)
+                status = "finished"
+        except BaseException as e:
+            if is_interrupt(e):
+                status = "interrupted"
+                self._on_interrupt(run_log)
+            else:
+                error = e
+            raise
         finally:
             self._delete_weight_files()
             if not keep_actors:
                 self.stop_actors()
-            run_log.close()
-        summary["total_s"] = time.time() - t_start
-        run_log.write_summary(summary)
+            run_log.close(status, error)
         return run_log.dir
+
+    def _on_interrupt(self, run_log: RunLog) -> None:
+        """Ctrl-C or SIGTERM stopped the run, the actors still up: the place to save what
+        can be saved (a checkpoint) before they are stopped. Nothing yet."""
 
     def _delete_weight_files(self) -> None:
         """Let each rollout worker delete its synced weight files; a worker that already

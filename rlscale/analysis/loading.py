@@ -116,6 +116,9 @@ def load_run(path: str | Path) -> pd.DataFrame:
     # The policy's parameter count: the matmul N of rlscale/compute.py when the run logged it.
     meta["n_params"] = meta.get("run.model_shape.n_params", meta.get("run.model.base_eval.n_params"))
     meta["finished"] = (p / "summary.json").is_file()
+    # run.json's status (running | finished | failed | interrupted); runs from before it was
+    # recorded: finished when they wrote a summary, else unfinished.
+    meta["status"] = meta.get("run.status") or ("finished" if meta["finished"] else "unfinished")
     # All constant columns in one go (one insert per key fragments the frame: pandas warns).
     constants = pd.DataFrame({k: [v] * len(df) for k, v in meta.items()}, index=df.index)
     df = pd.concat([df.drop(columns=[k for k in meta if k in df.columns]), constants], axis=1)

@@ -19,6 +19,10 @@ REFERENCES = [
 ]
 
 
+# A run killed with kill -9 keeps the `running` it was started with.
+RUN_STATUS_SHOWN = {"running": "running (or killed)", "unfinished": "unfinished (still running?)"}
+
+
 def check_lines(res: dict) -> list[str]:
     """The extrapolation check as plain lines (the report's box and the CLI's printout)."""
     if not res["fit_until"]:
@@ -167,9 +171,9 @@ def build_report(res: dict, runs: pd.DataFrame, figures) -> Report:
         vals = run[res["metric"]].dropna()
         rows.append([name, run["setting"].iloc[0], int(run["step"].max()), run["n_params"].iloc[0],
                      vals.iloc[0] if len(vals) else None, vals.iloc[-1] if len(vals) else None,
-                     run[res["compute"]].max(), "yes" if run["finished"].iloc[0] else "no (still running?)"])
+                     run[res["compute"]].max(), RUN_STATUS_SHOWN.get(run["status"].iloc[0], run["status"].iloc[0])])
     r.table(["run", "setting", "steps", "N", f"first {res['metric']}", f"last {res['metric']}",
-             f"max {res['compute']}", "finished"], rows)
+             f"max {res['compute']}", "status"], rows)
     r.heading("References")
     r.bullets(REFERENCES)
     return r

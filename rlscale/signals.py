@@ -1,0 +1,36 @@
+"""SIGTERM as an interrupt: a run stopped by `kill`, a scheduler or a Ray job stop ends
+like Ctrl-C (KeyboardInterrupt), so its cleanup runs and run.json says `interrupted`."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from contextlib import contextmanager
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM reached the driver."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated(f"stopped by signal {signal.Signals(signum).name}")
+
+
+@contextmanager
+def sigterm_as_interrupt():
+    """Within the block, SIGTERM raises Terminated in the main thread; the previous handler
+    comes back after. (ray.init installs its own handler, sys.exit(SIGTERM); callers also
+    count a SystemExit with that code as an interruption: is_interrupt.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def is_interrupt(e: BaseException) -> bool:
+    """Ctrl-C, our SIGTERM handler, or Ray's (which exits with the signal's number)."""
+    return isinstance(e, KeyboardInterrupt) or (isinstance(e, SystemExit) and e.code == signal.SIGTERM)

@@ -1,0 +1,102 @@
+"""Every late input of `rlscale run` fails in seconds, before torch, vLLM or Ray are imported
+and before Ray starts: exit 2 and a message naming the field (issue 11, part 5)."""
+
+import json
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from rlscale.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICKSTART = str(ROOT / "configs/quickstart.yaml")
+
+
+def _model_dir(path: Path, weights=True, tokenizer=True) -> Path:
+    path.mkdir()
+    (path / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"], "model_type": "llama"}))
+    if weights:
+        (path / "model.safetensors").write_bytes(b"not really weights")
+    if tokenizer:
+        (path / "tokenizer.json").write_text("{}")
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed again: nothing listens there
+
+
+def _cases(tmp: Path) -> dict:
+    a_file = tmp / "a_file"
+    a_file.write_text("x")
+    return {
+        "weights": ([f"model.path={_model_dir(tmp / 'noweights', weights=False)}"], "model.path", "no weights"),
+        "tokenizer": ([f"model.path={_model_dir(tmp / 'notok', tokenizer=False)}"], "model.path", "no tokenizer"),
+        "run_dir_file": ([f"run_dir={a_file}"], "run_dir", "is a file"),
+        "run_dir_unwritable": ([f"run_dir={a_file}/sub"], "run_dir", "not a writable directory"),
+        "ray_hostport": ([f"ray.address=127.0.0.1:{_free_port()}"], "ray.address", "cannot connect"),
+        "ray_client": ([f"ray.address=ray://127.0.0.1:{_free_port()}"], "ray.address", "cannot connect"),
+        "val_problems": (["env.kwargs.max_difficulty=1", "eval.n_problems=300"], "eval.n_problems=300",
+                         "distinct problems"),
+    }
+
+
+@pytest.mark.parametrize("case", ["weights", "tokenizer", "run_dir_file", "run_dir_unwritable", "ray_hostport",
+                                  "ray_client", "val_problems"])
+def test_bad_input_fails_fast_through_the_cli(case, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    overrides, field, fragment = _cases(tmp_path)[case]
+    t0 = time.time()
+    assert main(["run", QUICKSTART, *overrides]) == 2
+    err = capsys.readouterr().err
+    assert field in err and fragment in err, err
+    assert time.time() - t0 < 5
+
+
+def test_ray_auto_without_a_cluster(tmp_path, capsys, monkeypatch):
+    """'auto' resolves as ray.init does: RAY_ADDRESS, then <RAY_TMPDIR>/ray/ray_current_cluster,
+    then a raylet's --gcs-address; a recorded but dead cluster is an unreachable address."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
+    (tmp_path / "ray").mkdir()
+    (tmp_path / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{_free_port()}")
+    assert main(["run", QUICKSTART, "ray.address=auto"]) == 2
+    assert "ray.address=auto (found 127.0.0.1:" in capsys.readouterr().err
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{_free_port()}")
+    assert main(["run", QUICKSTART]) == 2  # null uses RAY_ADDRESS too, as ray.init does
+    assert "ray.address=null (RAY_ADDRESS=127.0.0.1:" in capsys.readouterr().err
+
+
+def test_subprocess_exits_2_in_seconds_without_heavy_imports(tmp_path):
+    """The installed command, timed end to end (interpreter start included)."""
+    bad = _model_dir(tmp_path / "m", weights=False)
+    t0 = time.time()
+    res = subprocess.run([str(ROOT / ".venv/bin/rlscale"), "run", QUICKSTART, f"model.path={bad}",
+                          f"run_dir={tmp_path / 'run'}"], capture_output=True, text=True, timeout=60)
+    wall = time.time() - t0
+    assert res.returncode == 2, res.stderr
+    assert "model.path" in res.stderr and "Traceback" not in res.stderr
+    assert wall < 5, wall
+    assert not (tmp_path / "run").exists()  # nothing written
+
+
+def test_preflight_imports_nothing_heavy():
+    code = "import sys, rlscale.preflight, rlscale.cli; print(sorted({'torch', 'vllm', 'ray', 'transformers'} & set(sys.modules)))"
+    out = subprocess.run([str(ROOT / ".venv/bin/python"), "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_env_kwarg_did_you_mean(capsys):
+    assert main(["run", QUICKSTART, "env.kwargs.max_difficulti=2"]) == 2
+    assert "env.kwargs.max_difficulti: did you mean 'max_difficulty'?" in capsys.readouterr().err
+
+
+def test_good_model_dir_passes(tmp_path):
+    from rlscale.preflight import check_model_files
+
+    check_model_files(str(_model_dir(tmp_path / "ok")))
