@@ -47,6 +47,7 @@ class LoopState:
     evals: list[dict]  # every evaluation row so far (step, policy_version, val_*)
     metrics_bytes: int
     samples_bytes: int
+    cumulative_s: float = 0.0  # the loop's seconds so far (a resumed run's cumulative_s goes on from it)
     learner_state_hash: str = ""
     written_unix: float = 0.0
 

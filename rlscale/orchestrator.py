@@ -24,7 +24,7 @@ from rlscale_envs import make_text_env
 
 from . import compute
 from .batch import TrainBatch, UpdateResult
-from .checkpoint import LoopState, write_checkpoint
+from .checkpoint import LoopState, read_loop_state, write_checkpoint
 from .collect import Collector, PromptsDoNotFitError, draw_problems, split_evenly
 from .config import RunConfig
 from .device import actor_resources, resolve_use_gpu
@@ -193,14 +193,17 @@ class Orchestrator:
         self.last_learner_probe, self.last_engine_probes = learner_probe, engine_probes
         return {"sync_probe_diff": gap, "engine_probe_shift": engine_shift, "learner_probe_shift": learner_shift}
 
-    def run(self, keep_actors: bool = False) -> Path:
+    def run(self, keep_actors: bool = False, resume_from: Path | None = None) -> Path:
         """One run, start to end. The learner and engines are stopped when it ends (also
         on error), so one process can run many; keep_actors=True leaves them up for the
-        caller to inspect (their synced weight files are removed either way)."""
+        caller to inspect (their synced weight files are removed either way).
+        resume_from: a checkpoint of cfg.run_dir to continue from (rlscale/resume.py)."""
         cfg = self.cfg
         t_start = time.time()
         model_path, model_info = resolve_model(cfg, log=self.log)
-        run_log = RunLog(Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg), cfg)
+        start = read_loop_state(resume_from) if resume_from else None
+        run_log = (RunLog.reopen(Path(cfg.run_dir), cfg, start.metrics_bytes, start.samples_bytes, start.step) if start
+                   else RunLog(Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg), cfg))
         run_log.update_run_info(model_path=str(model_path), model=model_info, prepare_s=time.time() - t_start)
         self.log(f"run directory: {run_log.dir}")
         # run.json's status: `running` until the summary is written (then `finished`), or
@@ -212,7 +215,9 @@ class Orchestrator:
                 startup = self._start_actors(str(model_path))
                 run_log.update_run_info(model_shape=self.shape.__dict__, use_gpu=self.use_gpu,
                                         actors_ready_s=time.time() - t_start, startup=startup)
-                summary = self._loop(run_log)
+                if start:
+                    self._restore(resume_from, start)
+                summary = self._loop(run_log, start)
                 summary["total_s"] = time.time() - t_start
                 run_log.write_summary(summary)
                 status = "finished"
@@ -278,11 +283,12 @@ class Orchestrator:
                                 val_problems_too_long=n_curve - self.n_curve_problems,
                                 final_eval_problems_used=len(self.val_problems))
 
-    def _loop(self, run_log: RunLog) -> dict:
+    def _loop(self, run_log: RunLog, start: LoopState | None = None) -> dict:
         """Steps 1..steps through the rollout pipeline (pipeline.py). An evaluation of
         version v runs on the engines while the learner trains step v+1; its row is
         written when it returns, before version v+1 is synced. In sync mode (k = 0)
-        everything happens in turn, exactly as: sample, learn, sync, evaluate."""
+        everything happens in turn, exactly as: sample, learn, sync, evaluate.
+        start: a checkpoint's loop state; the loop goes on from the step after it."""
         cfg = self.cfg
         k, G, is_sync = cfg.algo.max_staleness, cfg.rollout.group_size, cfg.algo.max_staleness == 0
         train_env = make_text_env(cfg.env.id, cfg.env.kwargs, "train")
@@ -291,6 +297,10 @@ class Orchestrator:
         rng = np.random.default_rng(cfg.seed)
         totals = {"flops": 0, "tokens": 0}
         evals: list[tuple[int, dict]] = []
+        first = 1
+        if start:  # a resumed run: where the checkpoint left off (rlscale/resume.py)
+            rng.bit_generator.state = start.sampler_rng
+            totals, evals, first = dict(start.totals), [(e["step"], e) for e in start.evals], start.step + 1
         pending: list = []  # [(row, samples, eval refs)] of the one step whose evaluation runs
 
         def add_eval(row: dict, refs: list) -> None:
@@ -304,18 +314,22 @@ class Orchestrator:
                 run_log.log_samples(row["step"], row["policy_version"], samples)
             pending.clear()
 
-        producer = BatchProducer(lambda: self.collector.collect(train_env, rng), cfg.steps, k)
-        if cfg.eval.at_start:
+        producer = BatchProducer(lambda: self.collector.collect(train_env, rng), cfg.steps, k, first)
+        if cfg.eval.at_start and not start:
             pending.append(({f: None for f in METRIC_FIELDS} | {
                 "step": 0, "policy_version": 0, "time": time.time(), "cumulative_flops": 0,
                 "cumulative_tokens_sampled": 0, "cumulative_s": 0.0}, [], self._submit_eval(0)))
             if is_sync:
                 finish_pending()
         t_loop = t_prev = time.time()  # seconds count from the first step (a sync step-0 evaluation is before)
-        run_log.update_run_info(loop_started_unix=t_loop)
-        producer.release(0)
+        if start:
+            t_loop -= start.cumulative_s  # a resumed run's cumulative_s goes on from the checkpoint's
+        else:
+            run_log.update_run_info(loop_started_unix=t_loop)
+        producer.release(start.policy_version if start else 0)
         producer.start()
-        bar = tqdm(range(1, cfg.steps + 1), desc="rl", disable=not cfg.progress, dynamic_ncols=True)
+        bar = tqdm(range(first, cfg.steps + 1), desc="rl", disable=not cfg.progress, dynamic_ncols=True,
+                   initial=first - 1, total=cfg.steps)
         try:
             for step in bar:
                 got = producer.next()
@@ -348,13 +362,15 @@ class Orchestrator:
                     run_log.log_samples(step, update.policy_version, samples)
                 if cfg.checkpoint.every and step % cfg.checkpoint.every == 0 and step < cfg.steps:
                     finish_pending()  # every row up to this step on disk before the logs' lengths are taken
-                    self._checkpoint(run_log, step, update.policy_version, totals, rng, evals, producer.started - step)
+                    self._checkpoint(run_log, step, update.policy_version, totals, rng, evals, producer.started - step,
+                                     time.time() - t_loop)
                 producer.release(update.policy_version)
                 bar.set_postfix(reward=f"{row['reward_mean']:.3f}", H=f"{update.entropy:.2f}",
                                 val=f"{evals[-1][1]['val_mean_at_k']:.3f}" if evals else "-")
             finish_pending()
             # The end-of-run checkpoint: its policy/ is the run's final policy.
-            final_ckpt = self._checkpoint(run_log, cfg.steps, update.policy_version, totals, rng, evals, 0)
+            final_ckpt = self._checkpoint(run_log, cfg.steps, update.policy_version, totals, rng, evals, 0,
+                                          time.time() - t_loop)
         finally:
             producer.stop()
             bar.close()
@@ -374,10 +390,22 @@ class Orchestrator:
                 "total_flops": totals["flops"], "rl_loop_s": time.time() - t_loop,
                 "final_policy": str(final_ckpt / "policy")}
 
+    def _restore(self, ckpt: Path, start: LoopState) -> None:
+        """The learner's exact state from the checkpoint, its weights on every engine, the
+        prompt retirement; the loop restores the rest from `start`."""
+        restored = ray.get(self.learner.load_checkpoint.remote(str(ckpt)))
+        if restored != start.learner_state_hash:
+            raise RuntimeError(f"{ckpt}: the learner state loaded from the checkpoint hashes to {restored[:12]}, "
+                               f"not the {start.learner_state_hash[:12]} recorded when it was written; the checkpoint "
+                               "is damaged")
+        self._sync_weights(start.policy_version)
+        if self.collector.retirement is not None:
+            self.collector.retirement.retired = set(start.retired_prompts or [])
+
     EVAL_PREFIXES = ("val_", "final_eval_")  # an evaluation row's own fields, kept in a checkpoint
 
     def _checkpoint(self, run_log: RunLog, step: int, version: int, totals: dict, rng: np.random.Generator,
-                    evals: list, ahead: int) -> Path:
+                    evals: list, ahead: int, cumulative_s: float) -> Path:
         """Write checkpoints/step-NNNNNN (rlscale/checkpoint.py) and prune old ones."""
         retirement = self.collector.retirement
         state = LoopState(
@@ -385,7 +413,7 @@ class Orchestrator:
             sampler_ahead=max(0, ahead), retired_prompts=sorted(retirement.retired) if retirement else None,
             evals=[{k: v for k, v in row.items() if k in ("step", "policy_version") or k.startswith(self.EVAL_PREFIXES)}
                    for _, row in evals],
-            metrics_bytes=run_log.metrics_bytes(), samples_bytes=run_log.samples_bytes())
+            metrics_bytes=run_log.metrics_bytes(), samples_bytes=run_log.samples_bytes(), cumulative_s=cumulative_s)
         t0 = time.time()
         path = write_checkpoint(run_log.dir, state, lambda p: ray.get(self.learner.save_checkpoint.remote(p)),
                                 self.model_path, self.cfg.checkpoint.keep)

@@ -43,8 +43,9 @@ class BatchProducer:
     """Runs `collect()` for steps 1..steps in a background thread, gated on the policy
     version the engines hold (`release`), and hands the results over in step order."""
 
-    def __init__(self, collect: Callable[[], object], steps: int, max_staleness: int):
-        self._collect, self._steps, self._k = collect, steps, max_staleness
+    def __init__(self, collect: Callable[[], object], steps: int, max_staleness: int, first: int = 1):
+        """Collects the batches of steps first..steps (first > 1: a resumed run)."""
+        self._collect, self._steps, self._k, self._first = collect, steps, max_staleness, first
         self._released = 0  # the policy version every engine holds
         self._cond = threading.Condition()
         self._stopped = False
@@ -76,7 +77,7 @@ class BatchProducer:
 
     def _run(self) -> None:
         try:
-            for step in range(1, self._steps + 1):
+            for step in range(self._first, self._steps + 1):
                 with self._cond:
                     self._cond.wait_for(lambda: self._stopped or self._released >= step - 1 - self._k)
                     if self._stopped:

@@ -17,6 +17,7 @@ Analysis code reads these files only; it never imports the learner or rollout co
 from __future__ import annotations
 
 import json
+import os
 import platform
 import sys
 import time
@@ -150,3 +151,28 @@ class RunLog:
             lines = str(error).strip().splitlines()
             fields |= {"error_type": type(error).__name__, "error": lines[0] if lines else type(error).__name__}
         self.update_run_info(**fields)
+
+    @classmethod
+    def reopen(cls, run_dir: Path, cfg: RunConfig, metrics_bytes: int, samples_bytes: int,
+               from_step: int) -> "RunLog":
+        """The log of a run continued from a checkpoint (rlscale/resume.py): metrics.jsonl and
+        samples.jsonl are cut back to their length at the checkpoint's step, so the steps
+        stay contiguous, without duplicates or gaps; config.yaml takes the continued config
+        (e.g. a larger `steps`); run.json keeps its history and records the resume."""
+        log = cls.__new__(cls)
+        log.dir = Path(run_dir)
+        for name, size in (("metrics.jsonl", metrics_bytes), ("samples.jsonl", samples_bytes)):
+            os.truncate(log.dir / name, size)
+        (log.dir / "summary.json").unlink(missing_ok=True)  # the run is not finished any more
+        (log.dir / "config.yaml").write_text(to_yaml(cfg))
+        log.run_info = json.loads((log.dir / "run.json").read_text())
+        for key in ("finished", "finished_unix", "error", "error_type"):
+            log.run_info.pop(key, None)
+        log.run_info.setdefault("resumed", []).append({
+            "from_step": from_step, "at": datetime.now().isoformat(timespec="seconds"), "command": sys.argv,
+            "host": platform.node()})
+        log.run_info["status"] = "running"
+        log._write_run_info()
+        log._metrics = open(log.dir / "metrics.jsonl", "a")
+        log._samples = open(log.dir / "samples.jsonl", "a")
+        return log

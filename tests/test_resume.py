@@ -1,0 +1,103 @@
+"""Exact resume: a run killed with SIGKILL and continued from its checkpoint logs the same
+steps, with the same numbers, as the same run uninterrupted; and the config checks of
+--resume. Real runs: local Ray, vLLM, the quickstart task on a briefly pre-trained model."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from rlscale.checkpoint import complete_checkpoints, read_loop_state
+from rlscale.config import ConfigError, load_config
+from rlscale.resume import checkpoint_to_resume, resume_config
+
+ROOT = Path(__file__).resolve().parents[1]
+# Everything a step computes; timing fields (time, *_s, idle seconds) are the machine's, not the run's.
+COMPARED = ("step", "policy_version", "reward_mean", "reward_std", "entropy", "loss", "grad_norm", "kl_old_new",
+            "logprob_diff", "tokens_sampled", "tokens_trained", "cumulative_flops", "response_len_mean",
+            "val_mean_at_k", "val_pass_at_k", "val_mean_at_k_se")
+
+
+def overrides(run_dir: Path, cache: Path) -> list[str]:
+    return [f"run_dir={run_dir}", f"pretrain.cache_dir={cache}", "pretrain.steps=40", "pretrain.eval_problems=20",
+            "steps=6", "eval.every=2", "eval.n_problems=16", "eval.k=2", "rollout.prompts_per_step=8",
+            "rollout.group_size=4", "rollout.max_tokens=32", "algo.minibatches=2", "algo.lr=0.01",
+            "checkpoint.every=2", "checkpoint.keep=3", "progress=false"]
+
+
+def kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL the run and every process it started (its Ray head and actors): only ours."""
+    family = [proc.pid] + [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
+    for pid in family:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait(timeout=30)
+    for pid in family:  # give the kernel a moment to reap; nothing of ours may linger
+        deadline = time.time() + 10
+        while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE and time.time() < deadline:
+            time.sleep(0.1)
+
+
+def rows(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.integration
+def test_a_killed_run_resumes_exactly(tmp_path):
+    from rlscale.orchestrator import Orchestrator
+
+    cache = tmp_path / "cache"
+    killed, whole = tmp_path / "killed", tmp_path / "whole"
+    args = overrides(killed, cache)
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "rlscale.cli", "run", "configs/quickstart.yaml", *args],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 400
+        while not (killed / "checkpoints" / "step-000004" / "loop_state.json").is_file():
+            assert proc.poll() is None and time.time() < deadline, "the run ended or stalled before step 4"
+            time.sleep(0.2)
+    finally:
+        kill_tree(proc)
+    logged = rows(killed)
+    assert not (killed / "summary.json").exists() and logged[-1]["step"] >= 4
+
+    cfg = resume_config(killed, None, ["progress=false"])
+    ckpt, start = checkpoint_to_resume(killed, cfg)
+    assert start.step == 4
+    Orchestrator(cfg).run(resume_from=ckpt)
+    resumed = rows(killed)
+    assert [r["step"] for r in resumed] == list(range(7))  # contiguous, no duplicates, no gaps
+    info = json.loads((killed / "run.json").read_text())
+    assert info["resumed"][0]["from_step"] == 4
+
+    Orchestrator(load_config("configs/quickstart.yaml", overrides(whole, cache))).run()
+    reference = rows(whole)
+    for a, b in zip(resumed, reference):
+        differ = {k: (a.get(k), b.get(k)) for k in COMPARED if a.get(k) != b.get(k)}
+        assert not differ, f"step {a['step']}: the resumed run differs from the uninterrupted one: {differ}"
+    last_resumed, last_whole = (read_loop_state(complete_checkpoints(d)[-1]) for d in (killed, whole))
+    assert last_resumed.learner_state_hash == last_whole.learner_state_hash
+    assert last_resumed.totals == last_whole.totals
+
+
+def test_resume_refuses_changed_keys_and_a_run_without_checkpoints(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    from rlscale.config import to_yaml
+
+    (run / "config.yaml").write_text(to_yaml(load_config("configs/quickstart.yaml", [f"run_dir={run}"])))
+    with pytest.raises(ConfigError, match=r"cannot change mid-run: algo.lr: 0.0001 -> 0.001"):
+        resume_config(run, None, ["algo.lr=1e-3"])
+    cfg = resume_config(run, None, ["steps=200", "progress=false"])  # extending a run is fine
+    assert cfg.steps == 200
+    with pytest.raises(ConfigError, match="no complete checkpoint"):
+        checkpoint_to_resume(run, cfg)
