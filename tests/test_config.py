@@ -31,7 +31,8 @@ def test_mapping_override_replaces_and_dotted_key_edits(tmp_path):
     data.write_text("".join(f'{{"question": "{a}+1", "answer": "{a + 1}"}}\n' for a in range(40)))
     # The quickstart's Arith kwargs must not leak into the new env's kwargs.
     cfg = load_config(ROOT / "configs/quickstart.yaml",
-                      ["env.id=rlscale/MathJSONL-v0", f"env.kwargs={{path: {data}, val_fraction: 0.25}}"])
+                      ["env.id=rlscale/MathJSONL-v0", f"env.kwargs={{path: {data}, val_fraction: 0.25}}",
+                       "eval.n_problems=8"])  # the val split holds ~10 problems (a config error above that)
     assert cfg.env.kwargs == {"path": str(data), "val_fraction": 0.25}
     cfg = load_config(ROOT / "configs/quickstart.yaml", ["env.kwargs.max_difficulty=2"])
     assert cfg.env.kwargs == {"min_difficulty": 1, "max_difficulty": 2, "max_operand": 9}
