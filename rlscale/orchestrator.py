@@ -51,6 +51,8 @@ def ray_setup(cfg: RunConfig) -> tuple[str | None, int]:
 
 
 def init_ray(cfg: RunConfig) -> None:
+    install_filters()
+    filter_forwarded_lines()  # also when Ray was started elsewhere in this process
     if ray.is_initialized():
         return
     loud = verbose()
@@ -60,7 +62,6 @@ def init_ray(cfg: RunConfig) -> None:
                 "VLLM_LOGGING_STREAM": os.environ.get("VLLM_LOGGING_STREAM", "ext://sys.stderr"),
                 VERBOSE_ENV: "1" if loud else "0",  # the actors install quiet.py's filters unless set
                 "TOKENIZERS_PARALLELISM": "false"}
-    install_filters()
     # Actor output always comes to the driver (log_to_driver): a warning not known to be benign
     # must be seen; the known ones are dropped where they are logged (quiet.py).
     if cfg.ray.address:
@@ -79,7 +80,6 @@ def init_ray(cfg: RunConfig) -> None:
         _, num_cpus = ray_setup(cfg)
         ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env={"env_vars": env_vars},
                  log_to_driver=True, configure_logging=True, logging_level="INFO" if loud else "WARNING")
-    filter_forwarded_lines()
 
 
 def reward_by_env(rewards: list[float], env_names: list, default_name: str) -> dict[str, float]:
