@@ -9,16 +9,34 @@ import time
 
 
 def _cmd_run(args) -> int:
-    from .config import load_config
+    from .config import ConfigError, load_config
 
     from .preflight import preflight
 
-    cfg = load_config(args.config, args.overrides)  # all config errors surface here, before any side effect
-    preflight(cfg)  # and every input (files, Ray address), before the heavy imports below
+    overrides = list(args.overrides)
+    if args.config and "=" in args.config:  # `run --resume DIR steps=100`: no config file, only overrides
+        overrides.insert(0, args.config)
+        args.config = None
+    resume = args.resume or next((o.split("=", 1)[1] for o in overrides if o.startswith("resume=")), None)
+    overrides = [o for o in overrides if not o.startswith("resume=")]
+    ckpt = None
+    if resume:
+        from pathlib import Path
+
+        from .resume import checkpoint_to_resume, resume_config
+
+        cfg = resume_config(Path(resume), args.config, overrides)
+        ckpt, start = checkpoint_to_resume(Path(resume), cfg)
+        print(f"resuming {resume} from {ckpt.name} (step {start.step} of {cfg.steps})")
+    elif not args.config:
+        raise ConfigError("rlscale run: give a config file (e.g. configs/quickstart.yaml), or --resume RUN_DIR")
+    else:
+        cfg = load_config(args.config, overrides)  # all config errors surface here, before any side effect
+    preflight(cfg, resuming=ckpt is not None)  # and every input (files, Ray address), before the heavy imports
     from .orchestrator import Orchestrator
 
     t0 = time.time()
-    run_dir = Orchestrator(cfg).run()
+    run_dir = Orchestrator(cfg).run(resume_from=ckpt)
     summary = json.loads((run_dir / "summary.json").read_text())
     print(f"\nrun finished in {(time.time() - t0) / 60:.1f} min: {run_dir}")
     base = summary["base_val_mean_at_k"]
@@ -98,7 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rlscale", description="RL-scaling testbed for language models")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run an RL experiment from a YAML config")
-    run.add_argument("config", help="YAML config, e.g. configs/quickstart.yaml")
+    run.add_argument("config", nargs="?", help="YAML config, e.g. configs/quickstart.yaml (with --resume: the "
+                                               "run's own config.yaml unless given)")
+    run.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its newest checkpoint; overrides may "
+                                                         "change steps (to extend it), logging, checkpoint, ray")
     run.add_argument("overrides", nargs="*", help="dotted overrides, e.g. rollout.group_size=8 run_dir=runs/x")
     run.add_argument("--verbose", action="store_true",
                      help="show every vLLM and Ray log line (by default known-benign ones are dropped: README)")

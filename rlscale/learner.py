@@ -263,6 +263,9 @@ class Learner:
                    os.path.join(path, "learner_state.pt"))
         return self.state_hash()
 
+    def get_version(self) -> int:
+        return self.version
+
     def load_checkpoint(self, path: str) -> str:
         """Continue from a checkpoint written by save_checkpoint: policy weights, optimizer,
         value head, version and torch's RNG, exactly. Returns state_hash(), which equals the

@@ -236,8 +236,25 @@ class Orchestrator:
         return run_log.dir
 
     def _on_interrupt(self, run_log: RunLog) -> None:
-        """Ctrl-C or SIGTERM stopped the run, the actors still up: the place to save what
-        can be saved (a checkpoint) before they are stopped. Nothing yet."""
+        """Ctrl-C or SIGTERM stopped the run, the actors still up: checkpoint the last whole
+        step, so `--resume` continues from it. The learner may have begun the next update
+        (an update cannot be stopped half-way); then its state is past that step, and the
+        newest periodic checkpoint is what a resume starts from (run.json says which)."""
+        point: LoopState | None = getattr(self, "_resume_point", None)
+        learner = getattr(self, "learner", None)
+        if point is None or learner is None:
+            return
+        try:
+            version = ray.get(learner.get_version.remote(), timeout=120)  # waits out an update in flight
+            if version != point.policy_version:
+                self.log(f"interrupted during step {point.step + 1}'s update: no checkpoint of step {point.step}")
+                run_log.update_run_info(interrupt_checkpoint=None)
+                return
+            path = self._checkpoint(run_log, point)
+            run_log.update_run_info(interrupt_checkpoint=str(path))
+            self.log(f"interrupted: checkpoint of step {point.step} written to {path}")
+        except Exception as e:  # noqa: BLE001 - the interruption itself is what gets reported
+            self.log(f"interrupted: the checkpoint could not be written ({type(e).__name__}: {e})")
 
     def _delete_weight_files(self) -> None:
         """Let each rollout worker delete its synced weight files; a worker that already
@@ -297,7 +314,7 @@ class Orchestrator:
         rng = np.random.default_rng(cfg.seed)
         totals = {"flops": 0, "tokens": 0}
         evals: list[tuple[int, dict]] = []
-        first = 1
+        first, self._resume_point = 1, None
         if start:  # a resumed run: where the checkpoint left off (rlscale/resume.py)
             rng.bit_generator.state = start.sampler_rng
             totals, evals, first = dict(start.totals), [(e["step"], e) for e in start.evals], start.step + 1
@@ -360,17 +377,21 @@ class Orchestrator:
                 else:
                     run_log.log_step(row)
                     run_log.log_samples(step, update.policy_version, samples)
-                if cfg.checkpoint.every and step % cfg.checkpoint.every == 0 and step < cfg.steps:
+                due = cfg.checkpoint.every and step % cfg.checkpoint.every == 0 and step < cfg.steps
+                if due:
                     finish_pending()  # every row up to this step on disk before the logs' lengths are taken
-                    self._checkpoint(run_log, step, update.policy_version, totals, rng, evals, producer.started - step,
-                                     time.time() - t_loop)
+                if not pending:  # the state after this step, whole: what an interruption can save
+                    self._resume_point = self._loop_state(run_log, step, update.policy_version, totals, rng, evals,
+                                                          producer.started - step, time.time() - t_loop)
+                if due:
+                    self._checkpoint(run_log, self._resume_point)
                 producer.release(update.policy_version)
                 bar.set_postfix(reward=f"{row['reward_mean']:.3f}", H=f"{update.entropy:.2f}",
                                 val=f"{evals[-1][1]['val_mean_at_k']:.3f}" if evals else "-")
             finish_pending()
             # The end-of-run checkpoint: its policy/ is the run's final policy.
-            final_ckpt = self._checkpoint(run_log, cfg.steps, update.policy_version, totals, rng, evals, 0,
-                                          time.time() - t_loop)
+            final_ckpt = self._checkpoint(run_log, self._loop_state(
+                run_log, cfg.steps, update.policy_version, totals, rng, evals, 0, time.time() - t_loop))
         finally:
             producer.stop()
             bar.close()
@@ -404,20 +425,24 @@ class Orchestrator:
 
     EVAL_PREFIXES = ("val_", "final_eval_")  # an evaluation row's own fields, kept in a checkpoint
 
-    def _checkpoint(self, run_log: RunLog, step: int, version: int, totals: dict, rng: np.random.Generator,
-                    evals: list, ahead: int, cumulative_s: float) -> Path:
-        """Write checkpoints/step-NNNNNN (rlscale/checkpoint.py) and prune old ones."""
+    def _loop_state(self, run_log: RunLog, step: int, version: int, totals: dict, rng: np.random.Generator,
+                    evals: list, ahead: int, cumulative_s: float) -> LoopState:
+        """The driver's state right after `step` (every row up to it logged)."""
         retirement = self.collector.retirement
-        state = LoopState(
+        return LoopState(
             step=step, policy_version=version, totals=dict(totals), sampler_rng=rng.bit_generator.state,
             sampler_ahead=max(0, ahead), retired_prompts=sorted(retirement.retired) if retirement else None,
             evals=[{k: v for k, v in row.items() if k in ("step", "policy_version") or k.startswith(self.EVAL_PREFIXES)}
                    for _, row in evals],
             metrics_bytes=run_log.metrics_bytes(), samples_bytes=run_log.samples_bytes(), cumulative_s=cumulative_s)
+
+    def _checkpoint(self, run_log: RunLog, state: LoopState) -> Path:
+        """Write checkpoints/step-NNNNNN (rlscale/checkpoint.py) and prune old ones. The
+        learner must be at state.policy_version (it is between steps)."""
         t0 = time.time()
         path = write_checkpoint(run_log.dir, state, lambda p: ray.get(self.learner.save_checkpoint.remote(p)),
                                 self.model_path, self.cfg.checkpoint.keep)
-        run_log.update_run_info(last_checkpoint={"step": step, "path": str(path), "write_s": time.time() - t0})
+        run_log.update_run_info(last_checkpoint={"step": state.step, "path": str(path), "write_s": time.time() - t0})
         return path
 
     def _step_row(self, step: int, got, batch, update: UpdateResult, stale: int, totals: dict):

@@ -28,9 +28,10 @@ CONNECT_TIMEOUT_S = 2.0
 WINDOW = 2000  # draws over which check_val_problems measures the rate of new problems
 
 
-def preflight(cfg: RunConfig) -> None:
-    """Every input the run will need, checked now. Raises ConfigError naming the field."""
-    if cfg.run_dir:
+def preflight(cfg: RunConfig, resuming: bool = False) -> None:
+    """Every input the run will need, checked now. Raises ConfigError naming the field.
+    resuming: run_dir is the run being continued (rlscale/resume.py checked it)."""
+    if cfg.run_dir and not resuming:
         check_run_dir(Path(cfg.run_dir))
     if cfg.model.path:
         check_model_files(cfg.model.path)

@@ -33,17 +33,15 @@ def overrides(run_dir: Path, cache: Path) -> list[str]:
 
 def kill_tree(proc: subprocess.Popen) -> None:
     """SIGKILL the run and every process it started (its Ray head and actors): only ours."""
-    family = [proc.pid] + [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
-    for pid in family:
+    root = psutil.Process(proc.pid)
+    family = [root, *root.children(recursive=True)]
+    for p in family:
         try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
+            p.kill()
+        except psutil.NoSuchProcess:
             pass
     proc.wait(timeout=30)
-    for pid in family:  # give the kernel a moment to reap; nothing of ours may linger
-        deadline = time.time() + 10
-        while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE and time.time() < deadline:
-            time.sleep(0.1)
+    psutil.wait_procs(family, timeout=10)  # nothing of ours may linger
 
 
 def rows(run_dir: Path) -> list[dict]:
@@ -87,6 +85,36 @@ def test_a_killed_run_resumes_exactly(tmp_path):
     last_resumed, last_whole = (read_loop_state(complete_checkpoints(d)[-1]) for d in (killed, whole))
     assert last_resumed.learner_state_hash == last_whole.learner_state_hash
     assert last_resumed.totals == last_whole.totals
+
+
+@pytest.mark.integration
+def test_sigterm_leaves_a_resumable_checkpoint_and_status_interrupted(tmp_path):
+    """No periodic checkpoints: the one a resume starts from is written at the interruption."""
+    from rlscale.cli import main
+
+    run = tmp_path / "run"
+    args = [a for a in overrides(run, tmp_path / "cache") if not a.startswith(("checkpoint.", "steps="))] + ["steps=8"]
+    proc = subprocess.Popen([sys.executable, "-m", "rlscale.cli", "run", "configs/quickstart.yaml", *args],
+                            cwd=ROOT, env=os.environ | {"PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 400
+        while not ((run / "metrics.jsonl").is_file() and len(rows(run)) >= 4):  # steps 0..3 logged
+            assert proc.poll() is None and time.time() < deadline, "the run ended or stalled before step 3"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=180) != 0
+    finally:
+        if proc.poll() is None:
+            kill_tree(proc)
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "interrupted"
+    (ckpt,) = complete_checkpoints(run)
+    state = read_loop_state(ckpt)
+    assert str(ckpt) == info["interrupt_checkpoint"] and state.step >= 3
+    assert main(["run", "--resume", str(run)]) == 0
+    assert [r["step"] for r in rows(run)] == list(range(9))
+    assert json.loads((run / "run.json").read_text())["status"] == "finished"
 
 
 def test_resume_refuses_changed_keys_and_a_run_without_checkpoints(tmp_path):
