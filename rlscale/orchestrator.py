@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -24,7 +23,8 @@ from rlscale_envs import make_text_env
 
 from . import compute
 from .batch import TrainBatch, UpdateResult
-from .checkpoint import LoopState, read_loop_state, write_checkpoint
+from .checkpoint import LoopState, read_loop_state
+from .checkpointing import Checkpointing
 from .collect import Collector, PromptsDoNotFitError, draw_problems, split_evenly
 from .config import RunConfig
 from .device import actor_resources, resolve_use_gpu
@@ -32,7 +32,7 @@ from .evaluation import summarize_eval
 from .learner import Learner
 from .modelpath import resolve_model
 from .pipeline import BatchProducer, drop_stale
-from .quiet import VERBOSE_ENV, filter_forwarded_lines, install_filters, verbose
+from .raystart import init_ray, ray_setup  # noqa: F401  (ray_setup: part of this module's API)
 from .rollout import PROBE_TEXT, RolloutWorker, sweep_stale_dirs
 from .runlog import METRIC_FIELDS, RunLog, default_run_dir
 from .signals import is_interrupt, sigterm_as_interrupt
@@ -40,46 +40,6 @@ from .signals import is_interrupt, sigterm_as_interrupt
 
 class StaleWeightsError(RuntimeError):
     """The rollout engine is not sampling from the policy the learner holds."""
-
-
-def ray_setup(cfg: RunConfig) -> tuple[str | None, int]:
-    """What init_ray starts or connects to for this config: (address, logical CPUs of a
-    local Ray). Runs in one process share the first run's Ray, so a sweep restarts Ray when
-    the next run needs another setup."""
-    # Logical CPUs: one per actor at least, even on a 2-core laptop (they take turns).
-    return cfg.ray.address, cfg.ray.num_cpus or max(os.cpu_count() or 1, cfg.rollout.num_workers + 1)
-
-
-def init_ray(cfg: RunConfig) -> None:
-    install_filters()
-    filter_forwarded_lines()  # also when Ray was started elsewhere in this process
-    if ray.is_initialized():
-        return
-    loud = verbose()
-    env_vars = {"VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL", "INFO" if loud else "WARNING"),
-                # vLLM logs to stdout by default; the actors' stdout reaches the driver's, where
-                # it would mix with the run's own lines (piped to a file, say). stderr instead.
-                "VLLM_LOGGING_STREAM": os.environ.get("VLLM_LOGGING_STREAM", "ext://sys.stderr"),
-                VERBOSE_ENV: "1" if loud else "0",  # the actors install quiet.py's filters unless set
-                "TOKENIZERS_PARALLELISM": "false"}
-    # Actor output always comes to the driver (log_to_driver): a warning not known to be benign
-    # must be seen; the known ones are dropped where they are logged (quiet.py).
-    if cfg.ray.address:
-        # A cluster's auth mode is the cluster's: RAY_AUTH_MODE=token and its token (README).
-        ray.init(address=cfg.ray.address, runtime_env={"env_vars": env_vars}, log_to_driver=True)
-    else:
-        # A local Ray we start: say its auth mode, else Ray 2.60 turns token auth on by itself
-        # and warns that it did ("Token authentication is enabled ... Set RAY_AUTH_MODE=disabled
-        # to opt out"). Token, as Ray's default: the head listens on the host's address. Ray
-        # read its config at import, so it is re-read, as Ray does when it turns token on.
-        if "RAY_AUTH_MODE" not in os.environ:
-            from ray._raylet import Config
-
-            os.environ["RAY_AUTH_MODE"] = "token"
-            Config.initialize("")
-        _, num_cpus = ray_setup(cfg)
-        ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env={"env_vars": env_vars},
-                 log_to_driver=True, configure_logging=True, logging_level="INFO" if loud else "WARNING")
 
 
 def reward_by_env(rewards: list[float], env_names: list, default_name: str) -> dict[str, float]:
@@ -91,7 +51,7 @@ def reward_by_env(rewards: list[float], env_names: list, default_name: str) -> d
     return {name: float(np.mean(rs)) for name, rs in sorted(groups.items())}
 
 
-class Orchestrator:
+class Orchestrator(Checkpointing):
     def __init__(self, cfg: RunConfig, log=print):
         self.cfg, self.log = cfg, log
 
@@ -234,27 +194,6 @@ class Orchestrator:
                 self.stop_actors()
             run_log.close(status, error)
         return run_log.dir
-
-    def _on_interrupt(self, run_log: RunLog) -> None:
-        """Ctrl-C or SIGTERM stopped the run, the actors still up: checkpoint the last whole
-        step, so `--resume` continues from it. The learner may have begun the next update
-        (an update cannot be stopped half-way); then its state is past that step, and the
-        newest periodic checkpoint is what a resume starts from (run.json says which)."""
-        point: LoopState | None = getattr(self, "_resume_point", None)
-        learner = getattr(self, "learner", None)
-        if point is None or learner is None:
-            return
-        try:
-            version = ray.get(learner.get_version.remote(), timeout=120)  # waits out an update in flight
-            if version != point.policy_version:
-                self.log(f"interrupted during step {point.step + 1}'s update: no checkpoint of step {point.step}")
-                run_log.update_run_info(interrupt_checkpoint=None)
-                return
-            path = self._checkpoint(run_log, point)
-            run_log.update_run_info(interrupt_checkpoint=str(path))
-            self.log(f"interrupted: checkpoint of step {point.step} written to {path}")
-        except Exception as e:  # noqa: BLE001 - the interruption itself is what gets reported
-            self.log(f"interrupted: the checkpoint could not be written ({type(e).__name__}: {e})")
 
     def _delete_weight_files(self) -> None:
         """Let each rollout worker delete its synced weight files; a worker that already
@@ -410,40 +349,6 @@ class Orchestrator:
                 "eval_k": cfg.eval.k, "eval_problems": self.n_curve_problems, **final_eval,
                 "total_flops": totals["flops"], "rl_loop_s": time.time() - t_loop,
                 "final_policy": str(final_ckpt / "policy")}
-
-    def _restore(self, ckpt: Path, start: LoopState) -> None:
-        """The learner's exact state from the checkpoint, its weights on every engine, the
-        prompt retirement; the loop restores the rest from `start`."""
-        restored = ray.get(self.learner.load_checkpoint.remote(str(ckpt)))
-        if restored != start.learner_state_hash:
-            raise RuntimeError(f"{ckpt}: the learner state loaded from the checkpoint hashes to {restored[:12]}, "
-                               f"not the {start.learner_state_hash[:12]} recorded when it was written; the checkpoint "
-                               "is damaged")
-        self._sync_weights(start.policy_version)
-        if self.collector.retirement is not None:
-            self.collector.retirement.retired = set(start.retired_prompts or [])
-
-    EVAL_PREFIXES = ("val_", "final_eval_")  # an evaluation row's own fields, kept in a checkpoint
-
-    def _loop_state(self, run_log: RunLog, step: int, version: int, totals: dict, rng: np.random.Generator,
-                    evals: list, ahead: int, cumulative_s: float) -> LoopState:
-        """The driver's state right after `step` (every row up to it logged)."""
-        retirement = self.collector.retirement
-        return LoopState(
-            step=step, policy_version=version, totals=dict(totals), sampler_rng=rng.bit_generator.state,
-            sampler_ahead=max(0, ahead), retired_prompts=sorted(retirement.retired) if retirement else None,
-            evals=[{k: v for k, v in row.items() if k in ("step", "policy_version") or k.startswith(self.EVAL_PREFIXES)}
-                   for _, row in evals],
-            metrics_bytes=run_log.metrics_bytes(), samples_bytes=run_log.samples_bytes(), cumulative_s=cumulative_s)
-
-    def _checkpoint(self, run_log: RunLog, state: LoopState) -> Path:
-        """Write checkpoints/step-NNNNNN (rlscale/checkpoint.py) and prune old ones. The
-        learner must be at state.policy_version (it is between steps)."""
-        t0 = time.time()
-        path = write_checkpoint(run_log.dir, state, lambda p: ray.get(self.learner.save_checkpoint.remote(p)),
-                                self.model_path, self.cfg.checkpoint.keep)
-        run_log.update_run_info(last_checkpoint={"step": state.step, "path": str(path), "write_s": time.time() - t0})
-        return path
 
     def _step_row(self, step: int, got, batch, update: UpdateResult, stale: int, totals: dict):
         """The step's metrics row (without timing and evaluation) and its logged samples.

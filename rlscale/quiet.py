@@ -7,7 +7,7 @@ benign here. Only these records are dropped: every other record of the same logg
 shows, and nothing raises a logger's level. `rlscale run --verbose` (RLSCALE_VERBOSE=1,
 passed on to the actors through Ray's runtime env) installs none of the filters.
 
-Where rlscale can set the cause right instead, it does (orchestrator.init_ray): an
+Where rlscale can set the cause right instead, it does (raystart.init_ray): an
 explicit RAY_AUTH_MODE for a local Ray it starts, and vLLM's log stream on stderr so
 stdout carries the run's own lines only.
 """

@@ -335,7 +335,8 @@ def run_local(sweep: Sweep, log=print) -> list[SweepRun]:
     A failed run is recorded (with its error) and the sweep goes on with the next."""
     import ray
 
-    from .orchestrator import Orchestrator, ray_setup
+    from .orchestrator import Orchestrator
+    from .raystart import ray_setup
 
     previous = sweep.previous_records()
     for run in sweep.runs:

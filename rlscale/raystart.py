@@ -1,0 +1,51 @@
+"""Starting Ray for a run, or connecting to a cluster: the local Ray's size, the actors'
+environment (vLLM's logging), the auth mode, and quiet.py's filters on the driver."""
+
+from __future__ import annotations
+
+import os
+
+import ray
+
+from .config import RunConfig
+from .quiet import VERBOSE_ENV, filter_forwarded_lines, install_filters, verbose
+
+
+def ray_setup(cfg: RunConfig) -> tuple[str | None, int]:
+    """What init_ray starts or connects to for this config: (address, logical CPUs of a
+    local Ray). Runs in one process share the first run's Ray, so a sweep restarts Ray when
+    the next run needs another setup."""
+    # Logical CPUs: one per actor at least, even on a 2-core laptop (they take turns).
+    return cfg.ray.address, cfg.ray.num_cpus or max(os.cpu_count() or 1, cfg.rollout.num_workers + 1)
+
+
+def init_ray(cfg: RunConfig) -> None:
+    install_filters()
+    filter_forwarded_lines()  # also when Ray was started elsewhere in this process
+    if ray.is_initialized():
+        return
+    loud = verbose()
+    env_vars = {"VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL", "INFO" if loud else "WARNING"),
+                # vLLM logs to stdout by default; the actors' stdout reaches the driver's, where
+                # it would mix with the run's own lines (piped to a file, say). stderr instead.
+                "VLLM_LOGGING_STREAM": os.environ.get("VLLM_LOGGING_STREAM", "ext://sys.stderr"),
+                VERBOSE_ENV: "1" if loud else "0",  # the actors install quiet.py's filters unless set
+                "TOKENIZERS_PARALLELISM": "false"}
+    # Actor output always comes to the driver (log_to_driver): a warning not known to be benign
+    # must be seen; the known ones are dropped where they are logged (quiet.py).
+    if cfg.ray.address:
+        # A cluster's auth mode is the cluster's: RAY_AUTH_MODE=token and its token (README).
+        ray.init(address=cfg.ray.address, runtime_env={"env_vars": env_vars}, log_to_driver=True)
+    else:
+        # A local Ray we start: say its auth mode, else Ray 2.60 turns token auth on by itself
+        # and warns that it did ("Token authentication is enabled ... Set RAY_AUTH_MODE=disabled
+        # to opt out"). Token, as Ray's default: the head listens on the host's address. Ray
+        # read its config at import, so it is re-read, as Ray does when it turns token on.
+        if "RAY_AUTH_MODE" not in os.environ:
+            from ray._raylet import Config
+
+            os.environ["RAY_AUTH_MODE"] = "token"
+            Config.initialize("")
+        _, num_cpus = ray_setup(cfg)
+        ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env={"env_vars": env_vars},
+                 log_to_driver=True, configure_logging=True, logging_level="INFO" if loud else "WARNING")
