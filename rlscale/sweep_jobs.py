@@ -20,6 +20,8 @@ from datetime import datetime
 from pathlib import Path
 
 from .config import to_yaml
+
+AGENT_WAIT_S = 120.0  # how long a submission waits for a starting head's job agent
 from .sweep import Sweep, SweepError, SweepRun, is_finished, mark_finished, move_aside
 
 LIVE = ("PENDING", "RUNNING")
@@ -98,8 +100,8 @@ class JobRunner:
         config_file = write_job_config(self.sweep, run)
         entrypoint = job_entrypoint(config_file)
         try:
-            job_id = self.client.submit_job(entrypoint=entrypoint,
-                                            metadata={"rlscale_sweep": str(self.sweep.out), "rlscale_run": run.name})
+            meta = {"rlscale_sweep": str(self.sweep.out), "rlscale_run": run.name}
+            job_id = self._submit_when_ready(entrypoint, meta)
         except Exception as e:  # noqa: BLE001  (the server's refusal, recorded like a failed run)
             run.record.update(status="failed", error=f"submission failed: {type(e).__name__}: {e}")
             self.log(f"sweep: {run.name}: submission failed: {e}")
@@ -108,6 +110,18 @@ class JobRunner:
                           submitted=datetime.now().isoformat(timespec="seconds"))
         self.live[run.name] = run
         self.log(f"sweep: {run.name}: submitted as job {job_id}: {entrypoint}")
+
+    def _submit_when_ready(self, entrypoint: str, metadata: dict, wait_s: float = AGENT_WAIT_S) -> str:
+        """submit_job, retried while the head's job agent is still starting: a fresh head
+        answers "No available agent to submit job" for its first seconds."""
+        deadline = time.time() + wait_s
+        while True:
+            try:
+                return self.client.submit_job(entrypoint=entrypoint, metadata=metadata)
+            except RuntimeError as e:
+                if "No available agent" not in str(e) or time.time() > deadline:
+                    raise
+                time.sleep(2.0)
 
     def finish(self, run: SweepRun, status: str) -> None:
         job_id = run.record["job_id"]

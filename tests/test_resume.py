@@ -12,6 +12,8 @@ from pathlib import Path
 
 import psutil
 import pytest
+import ray
+import torch
 
 from rlscale.checkpoint import complete_checkpoints, read_loop_state
 from rlscale.config import ConfigError, load_config
@@ -42,6 +44,35 @@ def kill_tree(proc: subprocess.Popen) -> None:
             pass
     proc.wait(timeout=30)
     psutil.wait_procs(family, timeout=10)  # nothing of ours may linger
+
+
+def check_checkpoints(run_dir: Path, live_hash: str, live_weights: dict) -> None:
+    """A finished 6-step run with checkpoint.every=2: what each checkpoint holds."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    ckpts = complete_checkpoints(run_dir)
+    assert [p.name for p in ckpts] == ["step-000002", "step-000004", "step-000006"]
+    mid, last = read_loop_state(ckpts[0]), read_loop_state(ckpts[-1])
+    # The final checkpoint holds the learner's state exactly (the live actor's hash).
+    assert last.learner_state_hash == live_hash != mid.learner_state_hash
+    assert (last.step, last.policy_version, mid.step, mid.policy_version) == (6, 6, 2, 2)
+    # The logs' recorded lengths cut them exactly after the checkpoint's step.
+    metrics = (run_dir / "metrics.jsonl").read_bytes()
+    assert last.metrics_bytes == len(metrics)
+    assert [json.loads(line)["step"] for line in metrics[:mid.metrics_bytes].decode().splitlines()] == [0, 1, 2]
+    samples = (run_dir / "samples.jsonl").read_bytes()[:mid.samples_bytes].decode().splitlines()
+    assert {json.loads(line)["step"] for line in samples} == {1, 2}
+    assert [e["step"] for e in mid.evals] == [0, 2] and mid.sampler_rng["bit_generator"] == "PCG64"
+    assert mid.sampler_ahead == 0 and mid.totals["flops"] > 0
+    # The final policy loads as a Hugging Face model with its tokenizer, equal to the learner's weights.
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert Path(summary["final_policy"]) == ckpts[-1] / "policy"
+    model = AutoModelForCausalLM.from_pretrained(summary["final_policy"])
+    AutoTokenizer.from_pretrained(summary["final_policy"])
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, live_weights[name]), name
+    state = torch.load(ckpts[-1] / "learner_state.pt", weights_only=False)
+    assert state["version"] == 6 and state["optimizer"]["state"]
 
 
 def rows(run_dir: Path) -> list[dict]:
@@ -77,7 +108,14 @@ def test_a_killed_run_resumes_exactly(tmp_path):
     info = json.loads((killed / "run.json").read_text())
     assert info["resumed"][0]["from_step"] == 4
 
-    Orchestrator(load_config("configs/quickstart.yaml", overrides(whole, cache))).run()
+    orch = Orchestrator(load_config("configs/quickstart.yaml", overrides(whole, cache)))
+    try:
+        orch.run(keep_actors=True)
+        live_hash = ray.get(orch.learner.state_hash.remote())
+        live_weights = ray.get(orch.learner.state_dict.remote())
+    finally:
+        orch.stop_actors()
+    check_checkpoints(whole, live_hash, live_weights)
     reference = rows(whole)
     for a, b in zip(resumed, reference):
         differ = {k: (a.get(k), b.get(k)) for k in COMPARED if a.get(k) != b.get(k)}
@@ -89,11 +127,12 @@ def test_a_killed_run_resumes_exactly(tmp_path):
 
 @pytest.mark.integration
 def test_sigterm_leaves_a_resumable_checkpoint_and_status_interrupted(tmp_path):
-    """No periodic checkpoints: the one a resume starts from is written at the interruption."""
+    """No periodic checkpoints: the one a resume starts from is written at the interruption
+    (steps 0..3 logged, of 6)."""
     from rlscale.cli import main
 
     run = tmp_path / "run"
-    args = [a for a in overrides(run, tmp_path / "cache") if not a.startswith(("checkpoint.", "steps="))] + ["steps=8"]
+    args = [a for a in overrides(run, tmp_path / "cache") if not a.startswith(("checkpoint.", "steps="))] + ["steps=6"]
     proc = subprocess.Popen([sys.executable, "-m", "rlscale.cli", "run", "configs/quickstart.yaml", *args],
                             cwd=ROOT, env=os.environ | {"PYTHONPATH": str(ROOT)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -113,7 +152,7 @@ def test_sigterm_leaves_a_resumable_checkpoint_and_status_interrupted(tmp_path):
     state = read_loop_state(ckpt)
     assert str(ckpt) == info["interrupt_checkpoint"] and state.step >= 3
     assert main(["run", "--resume", str(run)]) == 0
-    assert [r["step"] for r in rows(run)] == list(range(9))
+    assert [r["step"] for r in rows(run)] == list(range(7))
     assert json.loads((run / "run.json").read_text())["status"] == "finished"
 
 
