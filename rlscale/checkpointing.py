@@ -71,3 +71,4 @@ class Checkpointing:
             self.log(f"interrupted: checkpoint of step {point.step} written to {path}")
         except Exception as e:  # noqa: BLE001 - the interruption itself is what gets reported
             self.log(f"interrupted: the checkpoint could not be written ({type(e).__name__}: {e})")
+            run_log.update_run_info(interrupt_checkpoint=None)
