@@ -12,20 +12,26 @@ class ModelPathError(ValueError):
     """model.path does not point at a loadable causal LM."""
 
 
+def looks_local(path: str) -> bool:
+    """A model.path that names a local directory; anything else is tried as a hub id."""
+    return Path(path).expanduser().exists() or path.startswith((".", "/", "~")) or path.count("/") > 1
+
+
+def check_local_checkpoint(path: str) -> Path:
+    """A local model.path must be a directory holding config.json (a HF checkpoint)."""
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        raise ModelPathError(f"model.path={path!r} does not exist; point it at a Hugging Face checkpoint "
+                             "directory (with config.json) or set model.path=null to use the zoo")
+    if not (p / "config.json").is_file():
+        raise ModelPathError(f"model.path={path!r} has no config.json; it must be a Hugging Face "
+                             "checkpoint directory saved with save_pretrained()")
+    return p
+
+
 def check_model_path(path: str) -> Path | str:
     """A local directory must hold a HF checkpoint; anything else is tried as a hub id."""
-    p = Path(path).expanduser()
-    looks_local = p.exists() or path.startswith((".", "/", "~")) or path.count("/") > 1
-    if looks_local:
-        if not p.is_dir():
-            raise ModelPathError(f"model.path={path!r} does not exist; point it at a Hugging Face checkpoint "
-                                 "directory (with config.json) or set model.path=null to use the zoo")
-        if not (p / "config.json").is_file():
-            raise ModelPathError(f"model.path={path!r} has no config.json; it must be a Hugging Face "
-                                 "checkpoint directory saved with save_pretrained()")
-        target: Path | str = p.resolve()
-    else:
-        target = path
+    target: Path | str = check_local_checkpoint(path).resolve() if looks_local(path) else path
     from transformers import AutoConfig
 
     try:

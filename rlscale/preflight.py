@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from .config import ConfigError, RunConfig
+from .modelpath import check_local_checkpoint, looks_local
 from .runlog import logged_steps
 
 # What transformers (the learner) and vLLM (the engines) load weights from.
@@ -53,24 +54,13 @@ def check_run_dir(run_dir: Path) -> None:
         raise ConfigError(f"run_dir={str(run_dir)!r}: {parent} is not a writable directory")
 
 
-def _looks_local(path: str) -> bool:
-    """modelpath.check_model_path's rule: anything else is a hub id."""
-    return Path(path).expanduser().exists() or path.startswith((".", "/", "~")) or path.count("/") > 1
-
-
 def check_model_files(path: str) -> None:
     """A local checkpoint directory must hold config.json, weights the learner and vLLM can
     load, and the tokenizer files vLLM loads. (A hub id is checked later, by
     modelpath.check_model_path.)"""
-    if not _looks_local(path):
+    if not looks_local(path):
         return
-    p = Path(path).expanduser()
-    if not p.is_dir():
-        raise ConfigError(f"model.path={path!r} does not exist; point it at a Hugging Face checkpoint "
-                          "directory (with config.json) or set model.path=null to use the zoo")
-    if not (p / "config.json").is_file():
-        raise ConfigError(f"model.path={path!r} has no config.json; it must be a Hugging Face checkpoint "
-                          "directory saved with save_pretrained()")
+    p = check_local_checkpoint(path)
     try:
         archs = json.loads((p / "config.json").read_text()).get("architectures") or []
     except (json.JSONDecodeError, AttributeError) as e:
