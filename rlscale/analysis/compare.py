@@ -11,8 +11,6 @@ misses differences about 1.4x smaller than the intervals, and ignores the pairin
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 
@@ -40,15 +38,6 @@ def eval_sizes(run: pd.DataFrame, metric: str, compute: str) -> np.ndarray | Non
         n = n.fillna(rows["eval.n_problems"].astype(float))
     n = n.to_numpy(float)
     return n if np.isfinite(n).all() and len(n) else None
-
-
-def eval_standard_error(run: pd.DataFrame, value: float) -> float | None:
-    """Binomial standard error of an accuracy over eval.n_problems problems (the k samples per
-    problem are correlated, so the problem count, not problems x k, is the sample size)."""
-    n = run["eval.n_problems"].iloc[0] if "eval.n_problems" in run else None
-    if n is None or not np.isfinite(value) or pd.isna(n):
-        return None
-    return math.sqrt(max(value * (1 - value), 0.0) / float(n))
 
 
 def fit_run(run: pd.DataFrame, metric: str, compute: str, drop_early: float = 0.0, n_boot: int = 1000,
