@@ -39,9 +39,10 @@ class LoopState:
     step: int
     policy_version: int
     totals: dict
-    sampler_rng: dict  # numpy Generator.bit_generator.state after drawing this step's prompts
-    # Batches the prompt sampler had drawn beyond `step` when the state was taken: 0 in sync
-    # mode; in async mode the producer runs up to k batches ahead (their draws are in the RNG).
+    sampler_rng: dict  # numpy Generator.bit_generator.state before step+1's prompts are drawn
+    # Batches whose draws had begun beyond `step` when the state was taken: 0 in sync mode; in
+    # async mode up to k. sampler_rng is the state before them, so a resume draws them again.
+    # (Checkpoints written before 2026-11-30 hold the state after them: those prompts are skipped.)
     sampler_ahead: int
     retired_prompts: list[str] | None
     evals: list[dict]  # every evaluation row so far (step, policy_version, val_*)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 import ray
 
 from .checkpoint import LoopState, write_checkpoint
@@ -31,13 +30,12 @@ class Checkpointing:
         if self.collector.retirement is not None:
             self.collector.retirement.retired = set(start.retired_prompts or [])
 
-    def _loop_state(self, run_log: RunLog, step: int, version: int, totals: dict, rng: np.random.Generator,
+    def _loop_state(self, run_log: RunLog, step: int, version: int, totals: dict, draw_state: dict,
                     evals: list, ahead: int, cumulative_s: float) -> LoopState:
-        """The driver's state right after `step` (every row up to it logged)."""
-        retirement = self.collector.retirement
+        """The driver's state right after `step` (every row up to it logged); draw_state:
+        what the prompt draws depend on (sampler_rng, retired_prompts) before step+1's."""
         return LoopState(
-            step=step, policy_version=version, totals=dict(totals), sampler_rng=rng.bit_generator.state,
-            sampler_ahead=max(0, ahead), retired_prompts=sorted(retirement.retired) if retirement else None,
+            step=step, policy_version=version, totals=dict(totals), sampler_ahead=max(0, ahead), **draw_state,
             evals=[{k: v for k, v in row.items() if k in ("step", "policy_version") or k.startswith(self.EVAL_PREFIXES)}
                    for _, row in evals],
             metrics_bytes=run_log.metrics_bytes(), samples_bytes=run_log.samples_bytes(), cumulative_s=cumulative_s)

@@ -36,7 +36,11 @@ def _cmd_run(args) -> int:
     from .orchestrator import Orchestrator
 
     t0 = time.time()
-    run_dir = Orchestrator(cfg).run(resume_from=ckpt)
+    orchestrator = Orchestrator(cfg)
+    try:
+        run_dir = orchestrator.run(resume_from=ckpt)
+    except BaseException as e:  # noqa: BLE001 - reported in a few lines; run.json and error.log hold the rest
+        return _run_ended_early(orchestrator, e, args.verbose)
     summary = json.loads((run_dir / "summary.json").read_text())
     print(f"\nrun finished in {(time.time() - t0) / 60:.1f} min: {run_dir}")
     base = summary["base_val_mean_at_k"]
@@ -47,6 +51,30 @@ def _cmd_run(args) -> int:
         print(f"final evaluation on {summary['final_eval_n_problems']} problems: mean@{summary['eval_k']} "
               f"{summary['final_eval_mean_at_k']:.3f} (SE {summary['final_eval_mean_at_k_se']:.3f})")
     return 0
+
+
+def _run_ended_early(orchestrator, error: BaseException, verbose: bool) -> int:
+    """A run that raised: a failure prints its one-line error and where the traceback is
+    (exit 1); Ctrl-C or SIGTERM prints how to continue (exit 130 / 143). run.json already
+    says which (RunLog.close)."""
+    import signal
+    import traceback
+
+    from .signals import Terminated, is_interrupt
+
+    run_log = getattr(orchestrator, "run_log", None)
+    where = f" {run_log.dir}" if run_log else ""
+    if is_interrupt(error):
+        print(f"\nrlscale: run{where} interrupted; continue it with: rlscale run --resume{where or ' RUN_DIR'}",
+              file=sys.stderr)
+        return 128 + (signal.SIGTERM if isinstance(error, (Terminated, SystemExit)) else signal.SIGINT)
+    if verbose or run_log is None:
+        traceback.print_exception(error)
+    line = (str(error).strip().splitlines() or [""])[0]
+    print(f"rlscale: run{where} failed: {type(error).__name__}: {line}", file=sys.stderr)
+    if run_log is not None:
+        print(f"rlscale: the traceback is in {run_log.dir / 'error.log'}", file=sys.stderr)
+    return 1
 
 
 def _cmd_pretrain(args) -> int:

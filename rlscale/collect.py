@@ -15,11 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import ray
 
 from .algos.filtering import PromptRetirement, informative_groups
 from .batch import RolloutBatch
 from .config import RunConfig
+from .worker_pool import WorkerPool
 
 MAX_REDRAWS = 20  # per prompt that does not fit the engine's context (or is retired)
 
@@ -60,10 +60,11 @@ class Collected:
 
 
 class Collector:
-    def __init__(self, cfg: RunConfig, workers: list, tokenizer):
-        """tokenizer: the policy's own (the files the engines load), so prompts are
+    def __init__(self, cfg: RunConfig, pool: WorkerPool, tokenizer):
+        """pool: the rollout workers (a dead one is restored and its share re-run there);
+        tokenizer: the policy's own (the files the engines load), so prompts are
         tokenised once, here, and the engines get token ids."""
-        self.cfg, self.workers, self.tok = cfg, workers, tokenizer
+        self.cfg, self.pool, self.tok = cfg, pool, tokenizer
         f = cfg.algo.filter
         self.retirement = PromptRetirement(f.threshold) if f.name == "no_positive_resampling" else None
 
@@ -110,10 +111,10 @@ class Collector:
     def generate(self, problems: list, prompt_ids: list[list[int]], seeds: list[int]) -> RolloutBatch:
         """Each problem's G samples, seeded by the seed it was drawn with: the same draw gives
         the same samples on any engine, in any batch (what exact resume needs)."""
-        G, n = self.cfg.rollout.group_size, len(self.workers)
-        parts = ray.get([w.generate.remote(chunk, G, ids, sd) for w, chunk, ids, sd in
-                         zip(self.workers, split_evenly(problems, n), split_evenly(prompt_ids, n),
-                             split_evenly(seeds, n))])
+        G, n = self.cfg.rollout.group_size, len(self.pool)
+        parts = self.pool.call_all("generate", [(chunk, G, ids, sd) for chunk, ids, sd in
+                                                zip(split_evenly(problems, n), split_evenly(prompt_ids, n),
+                                                    split_evenly(seeds, n))])
         return RolloutBatch.concat(parts)
 
     def collect(self, env, rng: np.random.Generator) -> Collected:

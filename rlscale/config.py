@@ -202,6 +202,8 @@ class RayConfig(_Strict):
     address: str | None = Field(None, description="null = start a local Ray; 'auto' or ray://... to connect")
     num_cpus: int | None = Field(None, gt=0)
     use_gpu: Literal["auto", "yes", "no"] = "auto"
+    worker_max_restarts: int = Field(3, ge=0, description="restarts of each rollout worker (worker_pool.py)")
+    learner_max_restarts: int = Field(1, ge=0, description="learner restarts, each from the last checkpoint")
 
 
 class CheckpointConfig(_Strict):

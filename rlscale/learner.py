@@ -263,6 +263,9 @@ class Learner:
                    os.path.join(path, "learner_state.pt"))
         return self.state_hash()
 
+    def pid(self) -> int:
+        return os.getpid()
+
     def get_version(self) -> int:
         return self.version
 

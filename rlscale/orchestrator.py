@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import ray
+from ray.exceptions import RayActorError
 from tqdm import tqdm
 
 from rlscale_envs import make_text_env
@@ -32,26 +33,17 @@ from .evaluation import summarize_eval
 from .learner import Learner
 from .modelpath import resolve_model
 from .pipeline import BatchProducer, drop_stale
+from .recovery import LearnerLostError, Recovery, StaleWeightsError  # noqa: F401  (part of the API)
 from .raystart import init_ray, ray_setup  # noqa: F401  (ray_setup: part of this module's API)
-from .rollout import PROBE_TEXT, RolloutWorker, sweep_stale_dirs
-from .runlog import METRIC_FIELDS, RunLog, default_run_dir
+from .rollout import PROBE_TEXT, RolloutWorker
+from .tempdirs import sweep_stale_dirs
+from .worker_pool import WorkerCall, WorkerPool
+from .runlog import FAILURE_ZEROS, METRIC_FIELDS, RunLog, default_run_dir
+from .steprow import step_row
 from .signals import is_interrupt, sigterm_as_interrupt
 
 
-class StaleWeightsError(RuntimeError):
-    """The rollout engine is not sampling from the policy the learner holds."""
-
-
-def reward_by_env(rewards: list[float], env_names: list, default_name: str) -> dict[str, float]:
-    """Mean reward per environment: per sub-environment for those that tag info["env"]
-    (Mix), else one entry under the configured env id."""
-    groups: dict[str, list[float]] = {}
-    for r, name in zip(rewards, env_names):
-        groups.setdefault(default_name if name is None else str(name), []).append(r)
-    return {name: float(np.mean(rs)) for name, rs in sorted(groups.items())}
-
-
-class Orchestrator(Checkpointing):
+class Orchestrator(Checkpointing, Recovery):
     def __init__(self, cfg: RunConfig, log=print):
         self.cfg, self.log = cfg, log
 
@@ -67,12 +59,15 @@ class Orchestrator(Checkpointing):
         # Async on one host: engines sample while the learner trains, and each engine runs
         # one thread (Ray's OMP_NUM_THREADS for a 1-CPU actor), so the learner takes the rest.
         alongside = cfg.rollout.num_workers if cfg.rollout.mode == "async" and not cfg.ray.address else 0
-        self.learner = ray.remote(Learner).options(**res).remote(
+        # A dead actor is restarted by Ray (its __init__ runs again): a learner then restores
+        # the last checkpoint (checkpointing.py), a rollout worker the synced policy (worker_pool.py).
+        self.learner = ray.remote(Learner).options(max_restarts=cfg.ray.learner_max_restarts, **res).remote(
             model_path, cfg.algo.model_dump(), cfg.seed, self.use_gpu, cfg.model.dtype, alongside)
         self.workers = [
             # Threaded: weights, probes and evaluations reach the engine between the calls of
             # a running generate (rollout.py); one lock keeps engine calls one at a time.
-            ray.remote(RolloutWorker).options(max_concurrency=4, **res).remote(
+            ray.remote(RolloutWorker).options(max_concurrency=4, max_restarts=cfg.ray.worker_max_restarts,
+                                              **res).remote(
                 model_path, cfg.rollout.model_dump(), cfg.env.model_dump(), cfg.seed + i, self.use_gpu,
                 cfg.model.dtype, cfg.algo.fp32_lm_head)
             for i in range(cfg.rollout.num_workers)
@@ -81,11 +76,13 @@ class Orchestrator(Checkpointing):
         learner_s = time.time() - t0
         self.probe_ids = ray.get(self.workers[0].probe_token_ids.remote())
         engines_s = time.time() - t0
+        self.pool = WorkerPool(self.workers, cfg.ray.worker_max_restarts, self._verify_worker, self._worker_failed)
         self.last_learner_probe = np.array(ray.get(self.learner.probe_logprobs.remote(self.probe_ids)))
-        self.last_engine_probes = [np.array(p) for p in ray.get([w.probe_logprobs.remote() for w in self.workers])]
-        self.last_engine_busy = ray.get([w.busy_seconds.remote() for w in self.workers])
+        self.synced_learner_probe = self.last_learner_probe
+        self.last_engine_probes = [np.array(p) for p in self.pool.call_all("probe_logprobs", [()] * len(self.pool))]
+        self.last_engine_busy = self.pool.call_all("busy_seconds", [()] * len(self.pool))
         self.last_sync_time = time.time()
-        self.collector = Collector(cfg, self.workers, self._tokenizer(model_path))
+        self.collector = Collector(cfg, self.pool, self._tokenizer(model_path))
         return {"ray_init_s": ray_s, "learner_ready_s": learner_s, "engines_ready_s": engines_s}
 
     def _tokenizer(self, model_path: str):
@@ -99,16 +96,17 @@ class Orchestrator(Checkpointing):
                                "the probe text; the driver and the engines must load the same tokenizer files")
         return tok
 
-    def _submit_eval(self, version: int, final: bool = False) -> list:
+    def _submit_eval(self, version: int, final: bool = False) -> list[WorkerCall]:
         """Start the validation of policy `version` on every engine (which must hold it): the
         curve's problems, or for the final evaluation all of eval.final_n_problems."""
         e, n = self.cfg.eval, len(self.workers)
         upto = len(self.val_problems) if final else self.n_curve_problems
         # Seeded per (eval.seed, version, problem): reproducible, and independent between evaluations.
         seeds = [(e.seed * 1_000_003 + version * 100_003 + i) % 2**31 for i in range(upto)]
-        return [w.evaluate.remote(chunk, ids, e.k, e.temperature, version, sd) for w, chunk, ids, sd in
-                zip(self.workers, split_evenly(self.val_problems[:upto], n), split_evenly(self.val_ids[:upto], n),
-                    split_evenly(seeds, n))]
+        return self.pool.submit_all("evaluate", [
+            (chunk, ids, e.k, e.temperature, version, sd) for chunk, ids, sd in
+            zip(split_evenly(self.val_problems[:upto], n), split_evenly(self.val_ids[:upto], n),
+                split_evenly(seeds, n))])
 
     def _eval_fields(self, rewards: list) -> dict:
         """A row's validation fields. They always describe the curve's problems (the first
@@ -128,9 +126,14 @@ class Orchestrator(Checkpointing):
         """Push learner weights to every engine, then prove the engines really changed.
         Also reports how long the engines sat idle since the previous sync."""
         state = self.learner.state_dict.remote()
-        busy = ray.get([w.load_weights.remote(state, version) for w in self.workers])
+        # The learner's probe of these very weights: what a restarted engine is checked against.
+        self.synced_learner_probe = np.array(ray.get(self.learner.probe_logprobs.remote(self.probe_ids)))
+        self.pool.set_synced(version, state)
+        busy = self.pool.call_all("load_weights", [(state, version)] * len(self.pool))
         now = time.time()
-        idle = [max(0.0, now - self.last_sync_time - (b - prev)) for b, prev in zip(busy, self.last_engine_busy)]
+        # A restarted engine's busy seconds begin again at 0.
+        idle = [max(0.0, now - self.last_sync_time - (b - (prev if b >= prev else 0.0)))
+                for b, prev in zip(busy, self.last_engine_busy)]
         self.last_sync_time, self.last_engine_busy = now, busy
         return self.check_engines(version) | {"engine_idle_s": float(np.mean(idle))}
 
@@ -139,7 +142,7 @@ class Orchestrator(Checkpointing):
         Stale weights show up two ways: the engine's probe did not move although the
         learner's did, or the two disagree by more than rollout.stale_tolerance."""
         learner_probe = np.array(ray.get(self.learner.probe_logprobs.remote(self.probe_ids)))
-        engine_probes = [np.array(p) for p in ray.get([w.probe_logprobs.remote() for w in self.workers])]
+        engine_probes = [np.array(p) for p in self.pool.call_all("probe_logprobs", [()] * len(self.pool))]
         learner_shift = float(np.abs(learner_probe - self.last_learner_probe).mean())
         engine_shift = min(float(np.abs(e - prev).mean()) for e, prev in zip(engine_probes, self.last_engine_probes))
         gap = max(float(np.abs(e - learner_probe).mean()) for e in engine_probes)
@@ -166,6 +169,9 @@ class Orchestrator(Checkpointing):
                    else RunLog(Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg), cfg))
         run_log.update_run_info(model_path=str(model_path), model=model_info, prepare_s=time.time() - t_start)
         self.log(f"run directory: {run_log.dir}")
+        self.run_log = run_log  # failures are recorded in its run.json as they happen
+        self.prior_failures = dict(run_log.run_info.get("failure_counts") or FAILURE_ZEROS)  # before a resume
+        self.learner_restarts = 0
         # run.json's status: `running` until the summary is written (then `finished`), or
         # `failed` (with the error) / `interrupted` (Ctrl-C, SIGTERM) when the run ends early.
         status, error = "failed", None
@@ -174,10 +180,16 @@ class Orchestrator(Checkpointing):
                 self.model_path = str(model_path)
                 startup = self._start_actors(str(model_path))
                 run_log.update_run_info(model_shape=self.shape.__dict__, use_gpu=self.use_gpu,
-                                        actors_ready_s=time.time() - t_start, startup=startup)
+                                        actors_ready_s=time.time() - t_start, startup=startup,
+                                        actor_pids=self.actor_pids())
                 if start:
                     self._restore(resume_from, start)
-                summary = self._loop(run_log, start)
+                while True:
+                    try:
+                        summary = self._loop(run_log, start)
+                        break
+                    except RayActorError as e:  # the learner died: on from its last checkpoint
+                        resume_from, start = self._recover_learner(run_log, e)
                 summary["total_s"] = time.time() - t_start
                 run_log.write_summary(summary)
                 status = "finished"
@@ -194,6 +206,10 @@ class Orchestrator(Checkpointing):
                 self.stop_actors()
             run_log.close(status, error)
         return run_log.dir
+
+    def actor_pids(self) -> dict:
+        """The actors' process ids (kept current in run.json: an operator's view of the run)."""
+        return {"learner": ray.get(self.learner.pid.remote()), "rollout_workers": list(self.pool.pids)}
 
     def _delete_weight_files(self) -> None:
         """Let each rollout worker delete its synced weight files; a worker that already
@@ -257,10 +273,13 @@ class Orchestrator(Checkpointing):
         if start:  # a resumed run: where the checkpoint left off (rlscale/resume.py)
             rng.bit_generator.state = start.sampler_rng
             totals, evals, first = dict(start.totals), [(e["step"], e) for e in start.evals], start.step + 1
-        pending: list = []  # [(row, samples, eval refs)] of the one step whose evaluation runs
+        # [(row, samples, eval calls)] of the one step whose evaluation runs (an attribute: a
+        # learner recovery waits for it before it restores: recovery.py)
+        pending: list = []
+        self._pending_evals = pending
 
         def add_eval(row: dict, refs: list) -> None:
-            row |= self._eval_fields([r for part in ray.get(refs) for r in part])
+            row |= self._eval_fields([r for part in self.pool.gather(refs) for r in part])
             evals.append((row["step"], row))
 
         def finish_pending() -> None:
@@ -270,7 +289,13 @@ class Orchestrator(Checkpointing):
                 run_log.log_samples(row["step"], row["policy_version"], samples)
             pending.clear()
 
-        producer = BatchProducer(lambda: self.collector.collect(train_env, rng), cfg.steps, k, first)
+        def draw_state() -> dict:  # what the next prompt draws depend on (a checkpoint's part)
+            retired = self.collector.retirement
+            return {"sampler_rng": rng.bit_generator.state,
+                    "retired_prompts": sorted(retired.retired) if retired is not None else None}
+
+        producer = self._producer = BatchProducer(lambda: self.collector.collect(train_env, rng), cfg.steps, k, first,
+                                                  sampler_state=draw_state)
         if cfg.eval.at_start and not start:
             pending.append(({f: None for f in METRIC_FIELDS} | {
                 "step": 0, "policy_version": 0, "time": time.time(), "cumulative_flops": 0,
@@ -299,8 +324,10 @@ class Orchestrator(Checkpointing):
                 t_sync = time.time()
                 sync = self._sync_weights(update.policy_version)
                 sync_s = time.time() - t_sync
-                row, samples = self._step_row(step, got, batch, update, stale, totals)
-                row |= sync | {"sync_s": sync_s}
+                row, samples = step_row(cfg, self.shape, step, got, batch, update, stale, totals)
+                row |= sync | {"sync_s": sync_s} | self.failure_counts()
+                if row["worker_retries"] != run_log.run_info.get("failure_counts", {}).get("worker_retries", 0):
+                    run_log.update_run_info(failure_counts=self.failure_counts())
                 refs = None
                 if step % cfg.eval.every == 0 or step == cfg.steps:
                     refs = self._submit_eval(update.policy_version, final=step == cfg.steps)
@@ -320,17 +347,20 @@ class Orchestrator(Checkpointing):
                 if due:
                     finish_pending()  # every row up to this step on disk before the logs' lengths are taken
                 if not pending:  # the state after this step, whole: what an interruption can save
-                    self._resume_point = self._loop_state(run_log, step, update.policy_version, totals, rng, evals,
-                                                          producer.started - step, time.time() - t_loop)
+                    drawn = producer.sampler_state_before(step + 1, draw_state)
+                    self._resume_point = self._loop_state(run_log, step, update.policy_version, totals, drawn,
+                                                          evals, producer.started - step, time.time() - t_loop)
                 if due:
                     self._checkpoint(run_log, self._resume_point)
                 producer.release(update.policy_version)
+                restarts = {"restarts": f"{row['worker_restarts']}w/{row['learner_restarts']}l"} if (
+                    row["worker_restarts"] or row["learner_restarts"]) else {}
                 bar.set_postfix(reward=f"{row['reward_mean']:.3f}", H=f"{update.entropy:.2f}",
-                                val=f"{evals[-1][1]['val_mean_at_k']:.3f}" if evals else "-")
+                                val=f"{evals[-1][1]['val_mean_at_k']:.3f}" if evals else "-", **restarts)
             finish_pending()
             # The end-of-run checkpoint: its policy/ is the run's final policy.
             final_ckpt = self._checkpoint(run_log, self._loop_state(
-                run_log, cfg.steps, update.policy_version, totals, rng, evals, 0, time.time() - t_loop))
+                run_log, cfg.steps, update.policy_version, totals, draw_state(), evals, 0, time.time() - t_loop))
         finally:
             producer.stop()
             bar.close()
@@ -349,42 +379,3 @@ class Orchestrator(Checkpointing):
                 "eval_k": cfg.eval.k, "eval_problems": self.n_curve_problems, **final_eval,
                 "total_flops": totals["flops"], "rl_loop_s": time.time() - t_loop,
                 "final_policy": str(final_ckpt / "policy")}
-
-    def _step_row(self, step: int, got, batch, update: UpdateResult, stale: int, totals: dict):
-        """The step's metrics row (without timing and evaluation) and its logged samples.
-        Compute follows what ran: every sampled episode (filtered out, dropped as stale,
-        or trained) and every pass the learner reports."""
-        cfg = self.cfg
-        sampled = [x for b in got.sampled for x in b.turn_lens]
-        rollout_flops = compute.rollout_flops(self.shape, sampled)
-        tokens_sampled = sum(sum(m) for b in got.sampled for m in b.loss_mask)
-        totals["flops"] += rollout_flops + update.flops
-        totals["tokens"] += tokens_sampled
-        rewards = np.array(batch.rewards)
-        lags = np.bincount([step - 1 - v for v in batch.policy_versions])
-        row = {f: None for f in METRIC_FIELDS} | {
-            "step": step, "policy_version": update.policy_version, "time": time.time(),
-            "policy_lag_mean": update.policy_lag_mean, "policy_lag_max": update.policy_lag_max,
-            "policy_lag_hist": {str(lag): int(n) for lag, n in enumerate(lags) if n},
-            "stale_dropped": stale,
-            "reward_mean": float(rewards.mean()), "reward_std": float(rewards.std()),
-            "entropy": update.entropy,
-            # Policy-sampled tokens per trained episode (multi-turn: env feedback excluded).
-            "response_len_mean": float(np.mean([sum(m) for m in batch.loss_mask])),
-            "truncated_frac": float(np.mean(batch.truncated)), "prompts_skipped": got.prompts_skipped,
-            "turns_mean": float(np.mean(batch.turns)),
-            "reward_by_env": reward_by_env(batch.rewards, batch.env_names, cfg.env.id),
-            "kl_ref": update.kl_ref, "loss": update.loss, "grad_norm": update.grad_norm,
-            "logprob_diff": update.logprob_diff,
-            "tokens_sampled": tokens_sampled, "tokens_trained": update.tokens_trained,
-            "rollout_flops": rollout_flops, "train_flops": update.flops,
-            "step_flops": rollout_flops + update.flops, "cumulative_flops": totals["flops"],
-            "cumulative_tokens_sampled": totals["tokens"],
-            "rollout_s": got.rollout_s, "reward_s": got.reward_s, "learner_s": update.learner_s,
-        } | update.algo_stats | got.filter_stats
-        every = max(1, len(batch) // max(1, cfg.samples_per_step))
-        samples = [{"prompt": batch.prompts[i], "completion": batch.completions[i], "reward": batch.rewards[i],
-                    "reason": batch.reasons[i], "advantage": update.advantages[i], "turns": batch.turns[i],
-                    "env": batch.env_names[i], "sample_policy_version": batch.policy_versions[i]}
-                   for i in range(0, len(batch), every)][: cfg.samples_per_step]
-        return row, samples

@@ -43,9 +43,15 @@ class BatchProducer:
     """Runs `collect()` for steps 1..steps in a background thread, gated on the policy
     version the engines hold (`release`), and hands the results over in step order."""
 
-    def __init__(self, collect: Callable[[], object], steps: int, max_staleness: int, first: int = 1):
-        """Collects the batches of steps first..steps (first > 1: a resumed run)."""
+    def __init__(self, collect: Callable[[], object], steps: int, max_staleness: int, first: int = 1,
+                 sampler_state: Callable[[], dict] | None = None):
+        """Collects the batches of steps first..steps (first > 1: a resumed run).
+        sampler_state: what the prompt draws depend on (the sampler's RNG, retired prompts),
+        read just before each batch's draws (`sampler_state_before`: what a checkpoint records,
+        so a resume draws the batches the producer had drawn ahead of the learner again)."""
         self._collect, self._steps, self._k, self._first = collect, steps, max_staleness, first
+        self._sampler_state = sampler_state
+        self._states_before: dict[int, dict] = {}
         self._released = 0  # the policy version every engine holds
         self._cond = threading.Condition()
         self._stopped = False
@@ -70,10 +76,22 @@ class BatchProducer:
             raise item
         return item
 
-    def stop(self) -> None:
+    def sampler_state_before(self, step: int, current: Callable[[], dict]) -> dict:
+        """The draw state before batch `step`'s draws: recorded if they have begun, else the
+        state now (`current`), read while the producer cannot begin them."""
+        with self._cond:
+            for old in [s for s in self._states_before if s < step]:
+                del self._states_before[old]
+            return self._states_before.get(step) or current()
+
+    def stop(self, wait: bool = False) -> None:
+        """No more batches. wait: also let the collection under way finish (it still uses
+        the engines and the collector's state)."""
         with self._cond:
             self._stopped = True
             self._cond.notify_all()
+        if wait and self._thread.is_alive():
+            self._thread.join()
 
     def _run(self) -> None:
         try:
@@ -82,7 +100,9 @@ class BatchProducer:
                     self._cond.wait_for(lambda: self._stopped or self._released >= step - 1 - self._k)
                     if self._stopped:
                         return
-                self.started = step
+                    if self._sampler_state is not None:
+                        self._states_before[step] = self._sampler_state()
+                    self.started = step
                 self._out.put(self._collect())
         except BaseException as e:  # noqa: BLE001 - handed to the consumer, which raises it
             self._out.put(e)

@@ -38,8 +38,15 @@ from .batch import RolloutBatch
 from .config import EnvConfig, RolloutConfig
 from .device import vllm_engine_kwargs
 from .episodes import Episode, collate
+from .tempdirs import WEIGHTS_PREFIX, private_tempdir, sweep_stale_dirs, weights_parent
 
 log = logging.getLogger(__name__)
+
+
+class WorkerRestartedError(RuntimeError):
+    """Raised by a rollout worker that Ray restarted after it died, until it is given the
+    policy the other engines hold: its __init__ loaded the base model, and sampling from
+    that under a newer version label would be silently wrong (worker_pool.py restores it)."""
 
 # A fixed text whose logprobs the engine and the learner both compute after every sync.
 PROBE_TEXT = "Q: 12+34-5\nA: 12+34=46\n46-5=41\n\\boxed{41}"
@@ -54,83 +61,18 @@ def _hide_rope_reload_warning(record: logging.LogRecord) -> bool:
     return not (record.args and record.args[0] == "RotaryEmbedding" and "Failed to load" in str(record.msg))
 
 
-WEIGHTS_PREFIX = "rlscale-weights-"
+def _was_restarted() -> bool:
+    """Whether this process is a Ray actor restarted after its predecessor died."""
+    import warnings
 
+    import ray
 
-def weights_parent(model_path: str) -> str | None:
-    """Where synced weights are written for the engine to reload: shared memory
-    (/dev/shm, a tmpfs) when it has room for two copies of the model's weights, so a
-    sync never touches a disk; else the temp dir. (A learner on another host sends the
-    weights through Ray; the engine's host writes them locally either way.)"""
-    shm = Path("/dev/shm")
-    need = 2 * sum(f.stat().st_size for f in Path(model_path).glob("*.safetensors"))
-    if shm.is_dir() and os.access(shm, os.W_OK) and need and shutil.disk_usage(shm).free > need:
-        return str(shm)
-    return None
-
-
-TEMP_PREFIX = "rlscale-tmp-"
-
-
-def remove_orphaned(parent: str | None, prefix: str = WEIGHTS_PREFIX) -> None:
-    """Delete `prefix<pid>-*` dirs left by rollout workers that died without cleaning up
-    (a killed actor, a crashed run): in /dev/shm they would hold memory until reboot. A dir
-    is named after its worker's pid and is removed only when no process has that pid; a
-    name without a pid is never touched."""
-    for d in Path(parent or tempfile.gettempdir()).glob(f"{prefix}*-*"):
-        pid = d.name[len(prefix):].split("-", 1)[0]
-        if not pid.isdigit():
-            continue
-        if not _alive(int(pid)):
-            shutil.rmtree(d, ignore_errors=True)
-
-
-def remove_orphaned_weights(parent: str | None) -> None:
-    remove_orphaned(parent, WEIGHTS_PREFIX)
-
-
-def _alive(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with warnings.catch_warnings():  # Ray 2.60's property reads its own deprecated actor_id
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return bool(ray.get_runtime_context().was_current_actor_reconstructed)
+    except Exception:  # noqa: BLE001 - not in an actor (a test builds the worker directly)
         return False
-    except PermissionError:
-        return True  # another user's process
-    return True
-
-
-def sweep_stale_dirs(model_path: str | None = None, wait_for: list[int] = (), wait_s: float = 5.0) -> None:
-    """Everything a dead rollout worker can leave on this host: its synced weights (in
-    /dev/shm or the temp dir) and its private temp dir (vLLM's vllm_dist_* rendezvous file
-    among its contents). wait_for: pids of workers just killed (a kill takes a moment), waited
-    for up to wait_s; a process still alive then keeps its dirs, for a later sweep. Errors are
-    swallowed: cleanup must not mask a run's own error."""
-    pids = [p for p in wait_for if isinstance(p, int)]
-    deadline = time.time() + wait_s
-    while pids and time.time() < deadline:
-        pids = [p for p in pids if _alive(p)]
-        if pids:
-            time.sleep(0.1)
-    system_tmp = tempfile.gettempdir()
-    for parent in {"/dev/shm", system_tmp} | ({weights_parent(model_path) or system_tmp} if model_path else set()):
-        try:
-            if Path(parent).is_dir():
-                remove_orphaned(parent, WEIGHTS_PREFIX)
-                remove_orphaned(parent, TEMP_PREFIX)
-        except OSError:
-            pass
-
-
-def _private_tempdir() -> Path:
-    """A temp dir for this actor process alone, named by its pid, made the process's
-    default temp dir. vLLM's in-process engine leaves a torch FileStore file,
-    /tmp/vllm_dist_<uuid>, that nothing removes when the actor is killed and whose name
-    says nothing of its owner; inside this dir it goes with the dir: at exit, or, after a
-    kill, in the sweep of the next worker or driver (remove_orphaned)."""
-    d = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-"))
-    tempfile.tempdir = str(d)
-    atexit.register(shutil.rmtree, d, True)
-    return d
 
 
 class RolloutWorker:
@@ -141,7 +83,7 @@ class RolloutWorker:
         install_filters()  # first: vLLM logs its benign warnings at import and engine start
         parent = weights_parent(model_path)
         sweep_stale_dirs(model_path)
-        self.temp_dir = _private_tempdir()  # before the engine: its rendezvous file goes in here
+        self.temp_dir = private_tempdir()  # before the engine: its rendezvous file goes in here
 
         from vllm import LLM  # imported here: the spawn guard needs engine creation inside the actor
 
@@ -158,6 +100,7 @@ class RolloutWorker:
                                                  dir=parent or str(self.temp_dir.parent)))
         atexit.register(shutil.rmtree, self.weights_dir, True)  # also when the process exits normally
         self.version = 0
+        self._restarted = False
         self._engine_lock = threading.RLock()  # one engine call at a time, across the actor's threads
         self._score_lock = threading.Lock()  # the env's scorer is not shared between threads
         self._pending_lock = threading.Lock()
@@ -165,6 +108,9 @@ class RolloutWorker:
         self._pinned = 0  # > 0 while an evaluation holds the engine at one version
         self.engine_busy_s = 0.0  # seconds inside engine calls since start (engine idle time = wall - this)
         self._sample(["Q: 1+1\nA: "], n=2, temperature=1.0, max_tokens=8)  # warm-up: first call compiles
+        # Ray re-runs __init__ after a crash (ray.worker_max_restarts): base weights, an unknown
+        # policy version. Engine calls are refused until load_weights / keep_base_weights.
+        self._restarted = _was_restarted()
 
     def _params(self, n: int, temperature: float, max_tokens: int, seed: int | None = None):
         from vllm import SamplingParams
@@ -185,6 +131,7 @@ class RolloutWorker:
         call's result, the policy version that produced it and the call's seconds (waits
         for the lock excluded)."""
         with self._engine_lock:
+            self._refuse_if_restarted()
             if not self._pinned:
                 self._install_pending()
             t0 = time.perf_counter()
@@ -313,6 +260,7 @@ class RolloutWorker:
         by policy `version` (which must be the engine's: the orchestrator evaluates right
         after a sync and sends no new weights until the evaluation returns)."""
         with self._engine_lock:
+            self._refuse_if_restarted()
             self._install_pending()
             if self.version != version:
                 raise RuntimeError(f"evaluation of policy version {version} asked of an engine at version "
@@ -336,6 +284,7 @@ class RolloutWorker:
         save_file(state_dict, str(path / "model.safetensors"))
         with self._pending_lock:
             self._pending = (version, path)
+        self._restarted = False  # installed before the next engine call
         with self._engine_lock:
             if not self._pinned:
                 self._install_pending()
@@ -354,6 +303,19 @@ class RolloutWorker:
         for old in self.weights_dir.glob("v*"):  # older versions only: a newer one may be being written
             if int(old.name[1:]) < version:
                 shutil.rmtree(old, ignore_errors=True)
+
+    def _refuse_if_restarted(self) -> None:
+        if self._restarted:
+            raise WorkerRestartedError(f"rollout worker (pid {os.getpid()}) was restarted and holds the base "
+                                       "weights; it needs the current policy before it samples")
+
+    def keep_base_weights(self) -> int:
+        """A restarted worker's base weights are the policy (version 0: no update yet)."""
+        self._restarted = False
+        return os.getpid()
+
+    def pid(self) -> int:
+        return os.getpid()
 
     def busy_seconds(self) -> float:
         return self.engine_busy_s

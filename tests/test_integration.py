@@ -14,7 +14,7 @@ from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispa
 from rlscale.batch import TrainBatch
 from rlscale.config import load_config
 from rlscale.orchestrator import Orchestrator, StaleWeightsError
-from rlscale.rollout import TEMP_PREFIX, WEIGHTS_PREFIX
+from rlscale.tempdirs import TEMP_PREFIX, WEIGHTS_PREFIX
 from rlscale.runlog import METRIC_FIELDS
 
 pytestmark = pytest.mark.integration

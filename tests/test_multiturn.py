@@ -16,7 +16,7 @@ from rlscale.algos.objective import policy_objective
 from rlscale.algos.primitives import masked_mean, token_entropy
 from rlscale.batch import TrainBatch
 from rlscale.learner import Learner, loss_inputs, pad_batch
-from rlscale.orchestrator import reward_by_env
+from rlscale.steprow import reward_by_env
 
 FEEDBACK_RE = re.compile(r"^\nThat is not correct \([a-z_]+\)\. Try again\.\nA: $")
 

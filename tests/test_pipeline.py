@@ -108,3 +108,32 @@ def test_mode_and_staleness_config():
         load_config("configs/quickstart.yaml", ["rollout.mode=pipelined"])
     with pytest.raises(ConfigError, match=r"algo.max_staleness: Input should be greater than or equal to 0"):
         load_config("configs/quickstart.yaml", ["rollout.mode=async", "algo.max_staleness=-1"])
+
+
+def test_a_checkpoint_of_an_async_run_draws_the_batches_in_flight_again():
+    """k = 2: after step 1 the producer has begun drawing batches 2 and 3. The draw state a
+    checkpoint of step 1 records is the one before batch 2's draws, so a resume from it draws
+    batches 2 and 3 again, with the prompts the uninterrupted run trained on."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    draws: list[list[int]] = []
+
+    def collect():
+        draws.append(rng.integers(0, 1000, 3).tolist())
+        return len(draws)
+
+    producer = BatchProducer(collect, 6, 2, sampler_state=lambda: {"sampler_rng": rng.bit_generator.state}).start()
+    producer.release(0)
+    assert producer.next() == 1
+    deadline = time.time() + 5
+    while producer.started < 3 and time.time() < deadline:  # released 0, k=2: batches 2, 3 may be drawn
+        time.sleep(0.01)
+    assert producer.started == 3
+    state = producer.sampler_state_before(2, lambda: {"sampler_rng": rng.bit_generator.state})
+    producer.stop(wait=True)
+    resumed = np.random.default_rng(123)
+    resumed.bit_generator.state = state["sampler_rng"]
+    assert [resumed.integers(0, 1000, 3).tolist() for _ in range(2)] == draws[1:3]
+    # A batch whose draws have not begun: the state now, which its draws will start from.
+    assert producer.sampler_state_before(9, lambda: "now") == "now"

@@ -10,7 +10,7 @@ import warnings
 import pytest
 
 from rlscale import quiet
-from rlscale.rollout import TEMP_PREFIX, WEIGHTS_PREFIX, sweep_stale_dirs
+from rlscale.tempdirs import TEMP_PREFIX, WEIGHTS_PREFIX, sweep_stale_dirs
 
 SET_NUM_THREADS = "CPU backend doesn't allow to use `torch.set_num_threads` after the thread binding, skip it."
 

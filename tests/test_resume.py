@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -87,12 +88,42 @@ def rows(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.integration
-def test_a_killed_run_resumes_exactly(tmp_path):
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The reference: the run none of the tests below interrupts, with its checkpoints checked."""
     from rlscale.orchestrator import Orchestrator
 
-    cache = tmp_path / "cache"
-    killed, whole = tmp_path / "killed", tmp_path / "whole"
+    root = tmp_path_factory.mktemp("resume")
+    whole = root / "whole"
+    orch = Orchestrator(load_config("configs/quickstart.yaml", overrides(whole, root / "cache")))
+    try:
+        orch.run(keep_actors=True)
+        live_hash = ray.get(orch.learner.state_hash.remote())
+        live_weights = ray.get(orch.learner.state_dict.remote())
+    finally:
+        orch.stop_actors()
+        ray.shutdown()
+    check_checkpoints(whole, live_hash, live_weights)
+    return root / "cache", whole
+
+
+def assert_same_steps(run_dir: Path, reference: Path, what: str) -> None:
+    runs = rows(run_dir), rows(reference)
+    assert [r["step"] for r in runs[0]] == list(range(7))  # contiguous, no duplicates, no gaps
+    for a, b in zip(*runs):
+        differ = {k: (a.get(k), b.get(k)) for k in COMPARED if a.get(k) != b.get(k)}
+        assert not differ, f"step {a['step']}: the {what} run differs from the uninterrupted one: {differ}"
+    last, last_ref = (read_loop_state(complete_checkpoints(d)[-1]) for d in (run_dir, reference))
+    assert last.learner_state_hash == last_ref.learner_state_hash
+    assert last.totals == last_ref.totals
+
+
+@pytest.mark.integration
+def test_a_killed_run_resumes_exactly(tmp_path, uninterrupted):
+    from rlscale.orchestrator import Orchestrator
+
+    cache, whole = uninterrupted
+    killed = tmp_path / "killed"
     args = overrides(killed, cache)
     env = os.environ | {"PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "rlscale.cli", "run", "configs/quickstart.yaml", *args],
@@ -111,30 +142,53 @@ def test_a_killed_run_resumes_exactly(tmp_path):
     ckpt, start = checkpoint_to_resume(killed, cfg)
     assert start.step == 4
     Orchestrator(cfg).run(resume_from=ckpt)
-    resumed = rows(killed)
-    assert [r["step"] for r in resumed] == list(range(7))  # contiguous, no duplicates, no gaps
     info = json.loads((killed / "run.json").read_text())
     assert info["resumed"][0]["from_step"] == 4
-
-    orch = Orchestrator(load_config("configs/quickstart.yaml", overrides(whole, cache)))
-    try:
-        orch.run(keep_actors=True)
-        live_hash = ray.get(orch.learner.state_hash.remote())
-        live_weights = ray.get(orch.learner.state_dict.remote())
-    finally:
-        orch.stop_actors()
-    check_checkpoints(whole, live_hash, live_weights)
-    reference = rows(whole)
-    for a, b in zip(resumed, reference):
-        differ = {k: (a.get(k), b.get(k)) for k in COMPARED if a.get(k) != b.get(k)}
-        assert not differ, f"step {a['step']}: the resumed run differs from the uninterrupted one: {differ}"
-    last_resumed, last_whole = (read_loop_state(complete_checkpoints(d)[-1]) for d in (killed, whole))
-    assert last_resumed.learner_state_hash == last_whole.learner_state_hash
-    assert last_resumed.totals == last_whole.totals
+    assert_same_steps(killed, whole, "resumed")
 
 
 @pytest.mark.integration
-def test_sigterm_leaves_a_resumable_checkpoint_and_status_interrupted(tmp_path):
+def test_dead_actors_are_restarted_counted_and_change_nothing(tmp_path, uninterrupted):
+    """kill -9 of the rollout worker after step 1, then of the learner after the step-4
+    checkpoint: the worker is restarted and its lost work re-run, the learner restored from
+    step 4 and steps 5-6 re-run; every step's numbers equal the uninterrupted run's."""
+    from rlscale.orchestrator import Orchestrator
+
+    cache, whole = uninterrupted
+    run = tmp_path / "run"
+    orch = Orchestrator(load_config("configs/quickstart.yaml", overrides(run, cache)))
+    outcome: dict = {}
+    thread = threading.Thread(target=lambda: outcome.update(dir=orch.run()), daemon=True)
+    thread.start()
+
+    def wait_for(done, what: str) -> None:
+        deadline = time.time() + 400
+        while not done():
+            assert thread.is_alive() and time.time() < deadline, f"the run ended or stalled before {what}"
+            time.sleep(0.1)
+
+    wait_for(lambda: (run / "metrics.jsonl").is_file() and len(rows(run)) >= 2, "step 1")
+    worker_pid = json.loads((run / "run.json").read_text())["actor_pids"]["rollout_workers"][0]
+    os.kill(worker_pid, signal.SIGKILL)
+    wait_for(lambda: (run / "checkpoints" / "step-000004" / "loop_state.json").is_file(), "step 4")
+    learner_pid = json.loads((run / "run.json").read_text())["actor_pids"]["learner"]
+    os.kill(learner_pid, signal.SIGKILL)
+    thread.join(timeout=600)
+    assert outcome.get("dir") == run, "the run did not finish"
+
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "finished"
+    assert [f["actor"] for f in info["failures"]] == ["rollout_worker_0", "learner"]
+    assert "step-000004" in info["failures"][1]["action"]
+    last = rows(run)[-1]
+    assert (last["worker_restarts"], last["learner_restarts"]) == (1, 1) and last["worker_retries"] >= 1
+    assert info["failure_counts"]["worker_restarts"] == 1
+    assert worker_pid not in info["actor_pids"]["rollout_workers"] and learner_pid != info["actor_pids"]["learner"]
+    assert_same_steps(run, whole, "twice-failed")
+
+
+@pytest.mark.integration
+def test_sigterm_leaves_a_resumable_checkpoint_and_status_interrupted(tmp_path, uninterrupted):
     """SIGTERM after steps 0..3 (of 6): status interrupted, the interruption recorded, and
     `--resume` continues from the newest checkpoint to the end."""
     from rlscale.cli import main
@@ -142,7 +196,7 @@ def test_sigterm_leaves_a_resumable_checkpoint_and_status_interrupted(tmp_path):
     run = tmp_path / "run"
     # A checkpoint every step: whether the interruption can add one of its own depends on
     # when the signal lands (not during an update: _on_interrupt), so the test does not rely on it.
-    args = [a for a in overrides(run, tmp_path / "cache") if not a.startswith(("checkpoint.", "steps="))] + [
+    args = [a for a in overrides(run, uninterrupted[0]) if not a.startswith(("checkpoint.", "steps="))] + [
         "steps=6", "checkpoint.every=1", "checkpoint.keep=1"]
     proc = subprocess.Popen([sys.executable, "-m", "rlscale.cli", "run", "configs/quickstart.yaml", *args],
                             cwd=ROOT, env=os.environ | {"PYTHONPATH": str(ROOT)},

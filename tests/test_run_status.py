@@ -45,6 +45,9 @@ def test_status_running_then_failed_with_error(tmp_path, orchestrator, monkeypat
     assert seen["status"] == "running"
     assert info["status"] == "failed" and info["error_type"] == "RuntimeError"
     assert info["error"] == "the engine could not load model.safetensors"
+    log = (tmp_path / "run" / "error.log").read_text()
+    assert info["error_log"] == str(tmp_path / "run" / "error.log")
+    assert log.startswith("Traceback") and "second line" in log and "in fail" in log
     assert not (tmp_path / "run" / "summary.json").exists()
     # The failed start logged no step: the same run_dir is free for the next attempt.
     assert not logged_steps(tmp_path / "run")
@@ -93,3 +96,23 @@ def test_analysis_shows_status(tmp_path):
     del info["status"]  # a run from before status was recorded
     (run_dir / "run.json").write_text(json.dumps(info))
     assert set(load_run(run_dir)["status"]) == {"unfinished"}
+
+
+def test_cli_reports_a_failed_or_stopped_run_in_a_few_lines(tmp_path, orchestrator, monkeypatch, capsys):
+    """`rlscale run`: a run that fails prints its one-line error and where the traceback is,
+    exit 1; one stopped by SIGTERM says how to continue it, exit 143 (128 + SIGTERM)."""
+    from rlscale.cli import main
+
+    def fail(self, model_path):
+        raise RuntimeError("rollout worker 0 died and was restarted 3 time(s)\nmore")
+
+    monkeypatch.setattr(orchestrator, "_start_actors", fail)
+    assert main(["run", str(ROOT / "configs/quickstart.yaml"), f"run_dir={tmp_path / 'a'}"]) == 1
+    err = capsys.readouterr().err
+    assert f"run {tmp_path / 'a'} failed: RuntimeError: rollout worker 0 died" in err
+    assert f"traceback is in {tmp_path / 'a' / 'error.log'}" in err and "Traceback" not in err
+
+    monkeypatch.setattr(orchestrator, "_start_actors", lambda self, m: os.kill(os.getpid(), signal.SIGTERM))
+    assert main(["run", str(ROOT / "configs/quickstart.yaml"), f"run_dir={tmp_path / 'b'}"]) == 143
+    assert f"continue it with: rlscale run --resume {tmp_path / 'b'}" in capsys.readouterr().err
+    assert _info(tmp_path / "b")["status"] == "interrupted"

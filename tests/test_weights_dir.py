@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-from rlscale.rollout import WEIGHTS_PREFIX, remove_orphaned_weights
+from rlscale.tempdirs import WEIGHTS_PREFIX, remove_orphaned_weights
 
 
 def test_only_dirs_of_dead_workers_are_removed(tmp_path):
