@@ -6,10 +6,8 @@ file is written, so a typo never costs a run.
 
 from __future__ import annotations
 
-import difflib
-import typing
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
@@ -20,6 +18,7 @@ from .algos.settings import (
     GRPOLoss, LossConfig, NoEntropyControl, NoFilter, OffPolicyConfig, TokenMean, check_combination,
     fill_loss_defaults,
 )
+from .config_errors import describe, env_kwarg_hint, inherited_kwargs_hint
 
 
 class ConfigError(ValueError):
@@ -91,14 +90,6 @@ def check_env(env: EnvConfig) -> None:
             raise ConfigError(f"invalid config:\n  env.kwargs: {env.id} (split {split!r}) rejected its "
                               f"arguments: {type(e).__name__}: {e}{env_kwarg_hint(env)}") from None
         built.close()
-
-
-def env_kwarg_hint(env: EnvConfig) -> str:
-    """"; did you mean ...?" for env.kwargs keys the env's constructor does not take."""
-    from .preflight import unknown_env_kwargs
-
-    return "".join(f"; env.kwargs.{key}: did you mean '{hint}'?" if hint else f"; env.kwargs.{key}: unknown"
-                   for key, hint in unknown_env_kwargs(env.id, env.kwargs).items())
 
 
 def check_val_problems(cfg: "RunConfig") -> None:
@@ -269,66 +260,6 @@ class RunConfig(_Strict):
         return self
 
 
-# Keys that moved into a recipe variant, with where they live now.
-MOVED_KEYS = {
-    "algo.clip_eps": "algo.loss.clip_eps (a setting of loss grpo, dr_grpo and ppo)",
-    "algo.adv_std_normalize": "algo.advantage (group_norm divides by the std, group_mean does not)",
-    "algo.loss_agg_mode": "algo.aggregation",
-}
-
-
-def _variants(annotation: Any) -> dict[str, type[BaseModel]]:
-    """The members of a discriminated union annotation, by their `name` tag."""
-    members = typing.get_args(typing.get_args(annotation)[0]) if typing.get_origin(annotation) is Annotated else ()
-    return {m.model_fields["name"].default: m for m in members if isinstance(m, type) and "name" in m.model_fields}
-
-
-def _known_keys(model: type[BaseModel], loc: tuple) -> list[str]:
-    """The keys allowed at loc[:-1]: walks nested models and, through a discriminated
-    union, the variant named by the tag pydantic puts in the location."""
-    parent: Any = model
-    parts = list(loc[:-1])
-    while parts and isinstance(parent, type) and issubclass(parent, BaseModel):
-        field = parent.model_fields.get(str(parts.pop(0)))
-        if field is None:
-            return []
-        variants = _variants(field.annotation) or _variants(Annotated[field.annotation, None])
-        if variants and parts and parts[0] in variants:
-            parent = variants[parts.pop(0)]
-        else:
-            parent = field.annotation
-    return list(parent.model_fields) if isinstance(parent, type) and issubclass(parent, BaseModel) else []
-
-
-def _describe(err: ValidationError, model: type[BaseModel]) -> str:
-    lines = []
-    for e in err.errors():
-        loc = tuple(e["loc"])
-        # pydantic puts a union member's tag in the path (algo.loss.grpo.clip_eps); the
-        # user wrote algo.loss.clip_eps.
-        field = ".".join(str(p) for i, p in enumerate(loc) if not (i and loc[i - 1] in VARIANT_FIELDS))
-        if e["type"] == "extra_forbidden":
-            key, shown = str(loc[-1]), field
-            if shown in MOVED_KEYS:
-                lines.append(f"  {shown}: this key moved to {MOVED_KEYS[shown]}")
-                continue
-            known = _known_keys(model, loc)
-            hint = difflib.get_close_matches(key, known, n=1)
-            tip = f"; did you mean '{hint[0]}'?" if hint else f"; known keys: {', '.join(known)}"
-            lines.append(f"  {shown}: unknown key{tip}")
-        elif e["type"] == "value_error":
-            # Cross-field checks: each message line names its fields; the input is a whole mapping.
-            lines += [f"  {line}" for line in e["msg"].removeprefix("Value error, ").splitlines()]
-        elif e["type"] == "union_tag_not_found":
-            lines.append(f"  {field}: name the variant first, e.g. {field}=<name> then {field}.<setting>=...; "
-                         f"{e['msg']}")
-        else:
-            # A whole section as the input (a model-level check) would dump the config.
-            got = "" if isinstance(e.get("input"), dict) else f" (got {e.get('input')!r})"
-            lines.append(f"  {field or 'config'}: {e['msg'].removeprefix('Assertion failed, ')}{got}")
-    return "invalid config:\n" + "\n".join(lines)
-
-
 def _variant_names_as_mappings(merged: DictConfig) -> None:
     """`algo.loss: cispo` -> `algo.loss: {name: cispo}`, so that a later dotted override
     (`algo.loss.eps_max=5`) has a mapping to edit, and a new name replaces the old
@@ -377,8 +308,11 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None,
     try:
         cfg = RunConfig.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(_describe(e, RunConfig)) from None
-    check_env(cfg.env)
+        raise ConfigError(describe(e, RunConfig)) from None
+    try:
+        check_env(cfg.env)
+    except ConfigError as e:
+        raise ConfigError(f"{e}{inherited_kwargs_hint(base, pairs, cfg.env, path)}") from None
     check_val_problems(cfg)
     return cfg
 

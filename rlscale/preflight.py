@@ -59,6 +59,7 @@ def check_model_files(path: str) -> None:
     load, and the tokenizer files vLLM loads. (A hub id is checked later, by
     modelpath.check_model_path.)"""
     if not looks_local(path):
+        check_hub_id(path)
         return
     p = check_local_checkpoint(path)
     try:
@@ -84,6 +85,34 @@ def check_model_files(path: str) -> None:
         raise ConfigError(f"model.path={path!r} has no tokenizer (neither {' nor '.join(TOKENIZER_FILES)}); "
                           "the rollout engine (vLLM) loads it from model.path: save the tokenizer there too "
                           "(tokenizer.save_pretrained)")
+
+
+def check_hub_id(repo_id: str, timeout_s: float = 3.0) -> None:
+    """A hub id must be in the local Hugging Face cache or the hub reachable; otherwise
+    transformers and vLLM would retry the download for minutes. With the hub unreachable
+    and the model cached, the run goes offline (HF_HUB_OFFLINE=1, inherited by the actors
+    of a Ray it starts), so nothing waits on the network."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    cached = isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    if constants.HF_HUB_OFFLINE:
+        reachable, why = False, "HF_HUB_OFFLINE is set"
+    else:
+        url = urlparse(constants.ENDPOINT)
+        try:
+            socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)),
+                                     timeout=timeout_s).close()
+            reachable, why = True, ""
+        except OSError as e:
+            reachable, why = False, f"{constants.ENDPOINT} is unreachable ({e})"
+    if reachable:
+        return
+    if cached:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        return
+    raise ConfigError(f"model.path={repo_id!r} is not a local directory, not in the Hugging Face cache, and "
+                      f"cannot be downloaded: {why}. Download it where there is network (huggingface-cli "
+                      f"download {repo_id} --local-dir DIR) and set model.path=DIR")
 
 
 def _ray_current_cluster() -> str | None:

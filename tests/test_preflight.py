@@ -2,6 +2,7 @@
 and before Ray starts: exit 2 and a message naming the field (issue 11, part 5)."""
 
 import json
+import os
 import socket
 import subprocess
 import time
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from rlscale.cli import main
+from rlscale.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = str(ROOT / "configs/quickstart.yaml")
@@ -100,3 +102,49 @@ def test_good_model_dir_passes(tmp_path):
     from rlscale.preflight import check_model_files
 
     check_model_files(str(_model_dir(tmp_path / "ok")))
+
+
+def test_switching_env_id_names_the_kwargs_kept_from_the_file(capsys):
+    """env.id switched by an override keeps the file's env.kwargs (written for the old env):
+    the error says which keys came from where and gives the whole-mapping override."""
+    assert main(["run", QUICKSTART, "env.id=rlscale/ProceduralCode-v0", "env.kwargs.n_examples=3"]) == 2
+    err = capsys.readouterr().err
+    assert "env.kwargs: min_difficulty, max_difficulty, max_operand came from" in err
+    assert "written for rlscale/Arith-v0" in err and "'env.kwargs={n_examples: 3}'" in err
+    # The mapping it suggests replaces the old one: the same switch then passes the config checks.
+    cfg = load_config(QUICKSTART, ["env.id=rlscale/ProceduralCode-v0", "env.kwargs={n_examples: 3}"])
+    assert cfg.env.kwargs == {"n_examples": 3}
+
+
+def test_an_uncached_hub_id_without_network_fails_fast(monkeypatch, capsys):
+    """No network (here: the hub endpoint a closed local port): a hub id not in the HF cache
+    is refused at once, exit 2, naming model.path, instead of minutes of download retries."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+    t0 = time.time()
+    assert main(["run", QUICKSTART, "model.path=nobody-here/no-such-model"]) == 2
+    assert time.time() - t0 < 5
+    err = capsys.readouterr().err
+    assert "model.path='nobody-here/no-such-model' is not a local directory, not in the Hugging Face cache" in err
+    assert "http://127.0.0.1:9 is unreachable" in err
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert main(["run", QUICKSTART, "model.path=nobody-here/no-such-model"]) == 2
+    assert "HF_HUB_OFFLINE is set" in capsys.readouterr().err
+
+
+def test_a_cached_hub_id_without_network_runs_offline(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from rlscale.preflight import check_hub_id
+
+    snapshot = tmp_path / "models--someorg--tiny" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (tmp_path / "models--someorg--tiny" / "refs").mkdir()
+    (tmp_path / "models--someorg--tiny" / "refs" / "main").write_text("abc123")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    check_hub_id("someorg/tiny")
+    assert os.environ["HF_HUB_OFFLINE"] == "1"  # transformers and vLLM then never wait on the network
