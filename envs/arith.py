@@ -23,6 +23,7 @@ function of its expression string (a stable blake2b hash; 10% go to "val").
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 from dataclasses import dataclass
 
@@ -172,6 +173,13 @@ def generate(rng: np.random.Generator, difficulty: int, operand_cap: int | None 
     return ArithProblem.from_expression(expression)
 
 
+def _expressions(difficulty: int, high: int):
+    """Every expression ``generate`` can produce at this difficulty with operands 0..high."""
+    for operands in itertools.product(range(high + 1), repeat=difficulty + 1):
+        for operators in itertools.product("+-", repeat=difficulty):
+            yield str(operands[0]) + "".join(f"{op}{x}" for op, x in zip(operators, operands[1:]))
+
+
 class ArithFamily:
     """Problems with difficulty drawn uniformly from [min_difficulty, max_difficulty];
     ``max_operand`` (None = the difficulty's default) caps every operand."""
@@ -203,6 +211,22 @@ class ArithFamily:
             problem = generate(rng, difficulty, self.max_operand)
             if split_of(problem.expression) == split:
                 return problem
+
+    # Up to this many expressions the split's are counted exactly (a hash each, ~0.1 s per 100k).
+    EXACT_COUNT_LIMIT = 200_000
+
+    def distinct_at_most(self, split: str) -> int:
+        """An upper bound on the distinct problems (expressions) of ``split``: the exact count
+        when the space is small, else its expected share plus six binomial standard deviations
+        (the split is a hash of the expression: each one lands in val with VAL_FRACTION)."""
+        _check_split(split)
+        highs = {d: max_operand(d) if self.max_operand is None else min(max_operand(d), self.max_operand)
+                 for d in range(self.min_difficulty, self.max_difficulty + 1)}
+        total = sum((high + 1) ** (d + 1) * 2 ** d for d, high in highs.items())
+        if total <= self.EXACT_COUNT_LIMIT:
+            return sum(split_of(e) == split for d, high in highs.items() for e in _expressions(d, high))
+        f = VAL_FRACTION_PER_MILLE / 1000 if split == "val" else 1 - VAL_FRACTION_PER_MILLE / 1000
+        return int(f * total + 6 * (f * (1 - f) * total) ** 0.5) + 1
 
     def problems(self, n: int, seed: int, split: str) -> list[ArithProblem]:
         """``n`` problems with distinct expressions, deterministic given (n, seed, split);

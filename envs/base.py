@@ -72,6 +72,11 @@ class TextEnv(gymnasium.Env):
         """What ``reset`` reports about a problem in ``info``."""
         return {}
 
+    def distinct_problems_at_most(self) -> int | None:
+        """An upper bound on the distinct prompts of ``self.split``, or None when unknown;
+        lets a caller refuse a request for more distinct problems at once."""
+        return None
+
     # ---- the gymnasium API, on top of the above ----------------------------------------
     @property
     def problem(self) -> Any:

@@ -180,6 +180,9 @@ class MathJSONLEnv(GoldAnswerEnv):
     def sample_problem(self, rng: np.random.Generator) -> JSONLProblem:
         return self.problems[int(rng.integers(len(self.problems)))]
 
+    def distinct_problems_at_most(self) -> int | None:
+        return len({p.prompt for p in self.problems})
+
     def problem_info(self, problem: JSONLProblem) -> dict[str, Any]:
         if not isinstance(problem, JSONLProblem):
             raise TypeError(f"options['problem'] must be a JSONLProblem, got {type(problem)!r}")

@@ -46,6 +46,9 @@ class MathEnv(GoldAnswerEnv):
     def sample_problem(self, rng: np.random.Generator) -> ArithProblem:
         return self.family.sample(rng, self.split)
 
+    def distinct_problems_at_most(self) -> int | None:
+        return self.family.distinct_at_most(self.split)
+
     def problem_info(self, problem: ArithProblem) -> dict[str, Any]:
         if not isinstance(problem, ArithProblem):
             raise TypeError(f"options['problem'] must be an ArithProblem, got {type(problem)!r}")

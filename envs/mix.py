@@ -92,6 +92,10 @@ class MixEnv(TextEnv):
         self.probs = weights / weights.sum()
         self.max_turns = max(c.max_turns for c in self.children)
 
+    def distinct_problems_at_most(self) -> int | None:
+        bounds = [c.distinct_problems_at_most() for c in self.children]
+        return None if None in bounds else sum(bounds)  # a prompt two children share counts twice: still a bound
+
     def sample_problem(self, rng: np.random.Generator) -> MixProblem:
         i = int(rng.choice(len(self.children), p=self.probs))
         inner = self.children[i].sample_problem(rng)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -181,9 +182,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="show every vLLM and Ray log line (by default known-benign ones are dropped: README)")
     sw.set_defaults(fn=_cmd_sweep)
     args = parser.parse_args(argv)
+    # Ray's C++ failure-signal handler in the driver prints a stack dump on SIGTERM and then
+    # aborts the process at exit (rc 134) after rlscale's own clean stop; rlscale handles
+    # SIGTERM itself (signals.py), so the driver goes without it. Read when ray is imported.
+    os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
     if getattr(args, "verbose", False):
-        import os
-
         from .quiet import VERBOSE_ENV
 
         os.environ[VERBOSE_ENV] = "1"  # read by init_ray and, through Ray's runtime env, by the actors

@@ -12,6 +12,7 @@ import glob
 import json
 import os
 import socket
+import time
 from collections import deque
 from pathlib import Path
 from urllib.parse import urlparse
@@ -27,6 +28,7 @@ WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "model.safetensors.ind
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 CONNECT_TIMEOUT_S = 2.0
 WINDOW = 2000  # draws over which check_val_problems measures the rate of new problems
+VAL_CHECK_S = 3.0  # draw time check_val_problems spends at most; past it the run's own draw decides
 
 
 def preflight(cfg: RunConfig, resuming: bool = False) -> None:
@@ -182,10 +184,16 @@ def check_val_problems(cfg: RunConfig) -> None:
 
     n = max(cfg.eval.n_problems, cfg.eval.final_n_problems or 0)
     field = "eval.final_n_problems" if (cfg.eval.final_n_problems or 0) > cfg.eval.n_problems else "eval.n_problems"
+    fix = f"lower {field} or widen the environment (e.g. env.kwargs.max_difficulty)"
     env = make_text_env(cfg.env.id, cfg.env.kwargs, "val")
     seen: set = set()
     recent: deque = deque(maxlen=WINDOW)  # 1 for a draw that found a new problem
+    deadline = time.monotonic() + VAL_CHECK_S
     try:
+        at_most = env.unwrapped.distinct_problems_at_most()
+        if at_most is not None and n > at_most:
+            raise ConfigError(f"invalid config:\n  {field}={n}: the validation split of {cfg.env.id} with these "
+                              f"env.kwargs holds at most {at_most} distinct problems; {fix}")
         for i in range(n * 20):  # collect.draw_problems' bound
             env.reset(seed=cfg.eval.seed + i)
             prompt = env.unwrapped.problem.prompt
@@ -193,6 +201,8 @@ def check_val_problems(cfg: RunConfig) -> None:
             seen.add(prompt)
             if len(seen) == n:
                 return
+            if i % 500 == 0 and time.monotonic() > deadline:
+                return  # not settled in time: the run's own draw decides (it fails with the same advice)
             if len(recent) == WINDOW and i % 500 == 0:
                 k = sum(recent)
                 rate_up = (k + 3 * k ** 0.5 + 3) / WINDOW
@@ -202,7 +212,7 @@ def check_val_problems(cfg: RunConfig) -> None:
         env.close()
     raise ConfigError(f"invalid config:\n  {field}={n}: the validation split of {cfg.env.id} with these "
                       f"env.kwargs does not hold that many distinct problems (found {len(seen)} in {i + 1} "
-                      f"draws); lower {field} or widen the environment (e.g. env.kwargs.max_difficulty)")
+                      f"draws); {fix}")
 
 
 def unknown_env_kwargs(env_id: str, kwargs: dict) -> dict[str, str | None]:

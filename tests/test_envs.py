@@ -366,3 +366,17 @@ def test_score_many_matches_per_sample_step(verifier):
     assert reasons == {"correct", "wrong", "multiple_answers", "no_answer", "completion_too_long"}
     with pytest.raises(ValueError):
         env.score_many(problems, completions[:1])
+
+
+def test_arith_distinct_bound_is_the_exact_count_of_a_small_space():
+    """distinct_at_most counts a small space exactly: drawing far more than enough finds
+    exactly that many distinct problems per split; a large space gets a bound above its share."""
+    from rlscale_envs.arith import ArithFamily
+
+    family = ArithFamily(1, 2, max_operand=4)  # 5^2*2 + 5^3*4 = 550 expressions
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        found = {family.sample(rng, split).expression for _ in range(30_000)}
+        assert family.distinct_at_most(split) == len(found)
+    big = ArithFamily(1, 6).distinct_at_most("val")
+    assert 0.1 * sum(100 ** (d + 1) * 2 ** d for d in (1, 2, 3)) < big

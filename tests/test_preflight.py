@@ -45,11 +45,13 @@ def _cases(tmp: Path) -> dict:
         "ray_client": ([f"ray.address=ray://127.0.0.1:{_free_port()}"], "ray.address", "cannot connect"),
         "val_problems": (["env.kwargs.max_difficulty=1", "eval.n_problems=300"], "eval.n_problems=300",
                          "distinct problems"),
+        # 8403 in the quickstart's split: drawing could not settle this in seconds, the env's count does.
+        "val_problems_large": (["eval.n_problems=20000"], "eval.n_problems=20000", "at most 8403 distinct problems"),
     }
 
 
 @pytest.mark.parametrize("case", ["weights", "tokenizer", "run_dir_file", "run_dir_unwritable", "ray_hostport",
-                                  "ray_client", "val_problems"])
+                                  "ray_client", "val_problems", "val_problems_large"])
 def test_bad_input_fails_fast_through_the_cli(case, tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     overrides, field, fragment = _cases(tmp_path)[case]

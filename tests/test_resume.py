@@ -198,19 +198,24 @@ def test_sigterm_leaves_a_resumable_checkpoint_and_status_interrupted(tmp_path, 
     # when the signal lands (not during an update: _on_interrupt), so the test does not rely on it.
     args = [a for a in overrides(run, uninterrupted[0]) if not a.startswith(("checkpoint.", "steps="))] + [
         "steps=6", "checkpoint.every=1", "checkpoint.keep=1"]
-    proc = subprocess.Popen([sys.executable, "-m", "rlscale.cli", "run", "configs/quickstart.yaml", *args],
-                            cwd=ROOT, env=os.environ | {"PYTHONPATH": str(ROOT)},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 400
-        while not ((run / "metrics.jsonl").is_file() and len(rows(run)) >= 4):  # steps 0..3 logged
-            assert proc.poll() is None and time.time() < deadline, "the run ended or stalled before step 3"
-            time.sleep(0.2)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=180) != 0
-    finally:
-        if proc.poll() is None:
-            kill_tree(proc)
+    stderr = tmp_path / "stderr.txt"
+    with open(stderr, "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "rlscale.cli", "run", "configs/quickstart.yaml", *args],
+                                cwd=ROOT, env=os.environ | {"PYTHONPATH": str(ROOT)},
+                                stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            deadline = time.time() + 400
+            while not ((run / "metrics.jsonl").is_file() and len(rows(run)) >= 4):  # steps 0..3 logged
+                assert proc.poll() is None and time.time() < deadline, "the run ended or stalled before step 3"
+                time.sleep(0.2)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=180) == 128 + signal.SIGTERM  # a clean stop, not an abort (134)
+        finally:
+            if proc.poll() is None:
+                kill_tree(proc)
+    said = stderr.read_text()
+    assert f"continue it with: rlscale run --resume {run}" in said
+    assert "SIGTERM received" not in said and "Traceback" not in said  # no C++ stack dump, no traceback
     info = json.loads((run / "run.json").read_text())
     assert info["status"] == "interrupted" and "interrupt_checkpoint" in info
     (ckpt,) = complete_checkpoints(run)

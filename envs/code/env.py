@@ -70,6 +70,12 @@ class CodeEnv(TextEnv):
         problems = self.problems
         return problems[int(rng.integers(len(problems)))]
 
+    def distinct_problems_at_most(self) -> int | None:
+        try:
+            return len({p.prompt for p in self.problems})
+        except NotImplementedError:  # a procedural family
+            return None
+
     # ---- scoring --------------------------------------------------------------------
     @property
     def pool(self) -> SandboxPool:
