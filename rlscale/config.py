@@ -197,6 +197,13 @@ class RayConfig(_Strict):
     learner_max_restarts: int = Field(1, ge=0, description="learner restarts, each from the last checkpoint")
 
 
+class LearnerConfig(_Strict):
+    """How the learner is placed (learner_group.py); the update it computes is the same."""
+
+    num_workers: int = Field(1, ge=1, description="learner ranks (torch.distributed: gloo on CPU, NCCL on GPU)")
+    strategy: Literal["ddp", "fsdp"] = Field("ddp", description="ddp: replicated; fsdp: FSDP2 fully_shard")
+
+
 class CheckpointConfig(_Strict):
     """Checkpoints under <run_dir>/checkpoints/step-NNNNNN (rlscale/checkpoint.py); one is
     always written at the end of a run, and its policy/ is the run's final policy."""
@@ -225,6 +232,7 @@ class RunConfig(_Strict):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     ray: RayConfig = Field(default_factory=RayConfig, json_schema_extra=NOT_EXPERIMENT)  # where, not what
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig, json_schema_extra=NOT_EXPERIMENT)
+    learner: LearnerConfig = Field(default_factory=LearnerConfig, json_schema_extra=NOT_EXPERIMENT)
 
     @model_validator(mode="after")
     def _cross_field(self):
@@ -252,12 +260,31 @@ class RunConfig(_Strict):
         if self.rollout.max_tokens >= self.rollout.max_model_len:
             raise ValueError(f"rollout.max_tokens must be < rollout.max_model_len (prompt needs room; got "
                              f"{self.rollout.max_tokens} >= {self.rollout.max_model_len})")
+        self._check_learner_group()
         episode = self.rollout.max_episode_tokens
         if episode is not None and not self.rollout.max_tokens <= episode < self.rollout.max_model_len:
             raise ValueError(f"rollout.max_episode_tokens={episode} must be >= rollout.max_tokens="
                              f"{self.rollout.max_tokens} (the first answer's cap) and < rollout.max_model_len="
                              f"{self.rollout.max_model_len} (the prompt needs room)")
         return self
+
+    def _check_learner_group(self) -> None:
+        """What a learner sharded over ranks does not support (learner_rank.py)."""
+        n, algo = self.learner.num_workers, self.algo
+        if n == 1:
+            return
+        if algo.entropy_control.name in ("clip_cov", "kl_cov", "high_entropy_only"):
+            raise ValueError(f"learner.num_workers={n} with algo.entropy_control={algo.entropy_control.name}: its "
+                             "token selection ranks the whole minibatch, which no rank holds; use "
+                             "learner.num_workers=1 or another entropy control")
+        if self.learner.strategy == "fsdp" and (algo.fp32_lm_head or algo.loss.name == "ppo"):
+            raise ValueError(f"learner.strategy=fsdp with {'algo.fp32_lm_head' if algo.fp32_lm_head else 'algo.loss=ppo'}"
+                             ": these compute the LM head outside the sharded model; use learner.strategy=ddp")
+        groups = self.rollout.prompts_per_step // algo.minibatches
+        if groups < n:
+            raise ValueError(f"learner.num_workers={n} needs at least {n} prompt groups per minibatch: "
+                             f"rollout.prompts_per_step={self.rollout.prompts_per_step} / algo.minibatches="
+                             f"{algo.minibatches} gives {groups}; raise prompts_per_step or lower minibatches")
 
 
 def _variant_names_as_mappings(merged: DictConfig) -> None:

@@ -28,7 +28,8 @@ from . import compute
 from .algos.advantages import AdvantageInputs, estimate_advantages
 from .algos.losses import LossInputs
 from .algos.objective import policy_objective
-from .algos.primitives import gather_logprobs, kl_k3, masked_mean, masked_row_mean, token_entropy
+from .algos.primitives import (aggregation_denominator, gather_logprobs, kl_k3, masked_mean, masked_row_mean,
+                               token_entropy)
 from .batch import TrainBatch, UpdateResult
 from .compute import ModelShape
 from .config import AlgoConfig
@@ -113,10 +114,36 @@ class Learner:
         if self._split_head and getattr(self.policy.config, "final_logit_softcapping", None):
             raise ValueError("algo.fp32_lm_head and the PPO value head compute the LM head themselves and do not "
                              "support models that soft-cap their logits")
+        params = self._shard(params)
         self.opt = torch.optim.AdamW(params, lr=self.cfg.lr, betas=tuple(self.cfg.betas),
                                      weight_decay=self.cfg.weight_decay)
         self.pad_id = self.policy.config.pad_token_id or 0
         self.version = 0
+
+    # ---- what a sharded learner (learner_rank.py) overrides; one rank: the whole batch ----
+    world, rank = 1, 0
+
+    def _shard(self, params: list) -> list:
+        """Place the policy across the ranks; returns the parameters to optimise."""
+        return params
+
+    def _local_rows(self, n_rows: int) -> np.ndarray:
+        """The rows of the batch whose no-grad pass this rank runs (contiguous)."""
+        return np.arange(n_rows)
+
+    def _gather_rows(self, local: torch.Tensor | None, n_rows: int) -> torch.Tensor | None:
+        """Every rank's rows of a per-row tensor, in batch order."""
+        return local
+
+    def _local_groups(self, groups: np.ndarray) -> np.ndarray:
+        """This rank's share of a minibatch's prompt groups."""
+        return groups
+
+    def _after_backward(self) -> None:
+        """Make every rank's gradients the whole minibatch's."""
+
+    def _sum_over_ranks(self, values: dict[str, float]) -> dict[str, float]:
+        return values
 
     @property
     def _split_head(self) -> bool:
@@ -153,13 +180,17 @@ class Learner:
         return gather_logprobs(logits, ids[:, 1:].to(self.device))[0].cpu().tolist()
 
     @torch.no_grad()
-    def _old_pass(self, input_ids, attn, targets, mb: int):
+    def _old_pass(self, input_ids, attn, targets, n_chunks: int):
         """Pre-update logprobs, entropy and values of the current policy, and reference
-        logprobs when a reference exists; counts the FLOPs of each pass it runs."""
+        logprobs when a reference exists, in n_chunks forward passes (every rank runs as
+        many: a sharded policy's forward is collective); counts the FLOPs of each."""
         old, ref, ent, val = [], [], [], []
         self.policy.eval()
-        for s in range(0, input_ids.shape[0], mb):
-            ids, am, tg = input_ids[s:s + mb], attn[s:s + mb], targets[s:s + mb].to(self.device)
+        for rows in np.array_split(np.arange(input_ids.shape[0]), n_chunks):
+            if len(rows) == 0:  # this rank has fewer rows than the others have chunks
+                self._forward(self.policy, input_ids[:1], attn[:1])
+                continue
+            ids, am, tg = input_ids[rows], attn[rows], targets[rows].to(self.device)
             logits, values = self._forward(self.policy, ids, am)
             old.append(gather_logprobs(logits, tg).cpu())
             ent.append(token_entropy(logits).cpu())
@@ -189,7 +220,12 @@ class Learner:
         B, G = input_ids.shape[0], batch.group_size
         n_groups = B // G
         mb_groups = np.array_split(np.arange(n_groups), min(cfg.minibatches, n_groups))
-        old_logp, ref_logp, entropy, old_values = self._old_pass(input_ids, attn, targets, max(1, B // cfg.minibatches))
+        # Each rank runs the no-grad pass on its rows; all ranks then hold the whole batch's.
+        rows = self._local_rows(B)
+        most_rows, chunk = -(-B // self.world), max(1, B // cfg.minibatches)
+        n_chunks = max(1, -(-most_rows // chunk))
+        old_logp, ref_logp, entropy, old_values = (self._gather_rows(x, B) for x in self._old_pass(
+            input_ids[rows], attn[rows], targets[rows], n_chunks))
         # Env-feedback positions hold placeholder logprobs; pinned to old_logp like every masked position.
         engine_logp = torch.where(mask.bool(), scatter_completion(batch.behaviour_logprobs, prompt_lens, mask.shape),
                                   old_logp)
@@ -212,20 +248,34 @@ class Learner:
         for _ in range(cfg.epochs):
             order = torch.randperm(n_groups, generator=gen)
             for groups in mb_groups:
-                idx = (order[torch.as_tensor(groups)][:, None] * G + torch.arange(G)).flatten()
+                chosen = order[torch.as_tensor(groups)]
+                whole = (chosen[:, None] * G + torch.arange(G)).flatten()
+                # The whole minibatch's count: each rank's share of the loss divides by it.
+                den = aggregation_denominator(mask[whole], cfg.aggregation, group_ids[whole])
+                mine = chosen[torch.as_tensor(self._local_groups(np.arange(len(chosen))), dtype=torch.long)]
+                idx = (mine[:, None] * G + torch.arange(G)).flatten() if len(mine) else whole[:1]
                 loss, stats = self._minibatch_loss(idx, input_ids, attn, targets, mask, pi_old, engine_logp,
-                                                   ref_logp, adv, old_values, returns, group_ids, gen)
+                                                   ref_logp, adv, old_values, returns, group_ids, gen, den)
+                if not len(mine):  # no group for this rank: a pass that adds nothing, for the collectives
+                    loss, stats = loss * 0.0, {}
                 self.opt.zero_grad(set_to_none=True)
-                loss.backward()
+                # Ranks average their gradients (learner_rank.py): x world makes the average the sum.
+                (loss * self.world).backward()
+                self._after_backward()
                 gn = torch.nn.utils.clip_grad_norm_([p for g in self.opt.param_groups for p in g["params"]],
                                                     cfg.max_grad_norm)
                 self.opt.step()
-                agg["loss"].append(loss.item())
+                n_tok = float(mask[idx].sum()) if len(mine) else 0.0
+                step_stats = self._sum_over_ranks({"loss": loss.item(), "_tokens": n_tok,
+                                                   **{k: float(v) * n_tok for k, v in stats.items()}})
+                tokens = max(step_stats.pop("_tokens"), 1.0)
+                agg["loss"].append(step_stats.pop("loss"))
                 agg["grad_norm"].append(float(gn))
-                for k, v in stats.items():
-                    agg[k].append(float(v))
+                for k, v in step_stats.items():  # token-weighted over the ranks' shares
+                    agg[k].append(v / tokens)
                 self._flops += compute.train_flops(self._trained_shape, attn[idx].sum(-1).tolist())
         self.version += 1
+        self._flops = int(self._sum_over_ranks({"flops": float(self._flops)})["flops"])
         means = {k: float(np.mean(v)) for k, v in agg.items()}
         return UpdateResult(
             policy_version=self.version, loss=means.pop("loss"), grad_norm=means.pop("grad_norm"),
@@ -233,14 +283,14 @@ class Learner:
             algo_stats=means, **result)
 
     def _minibatch_loss(self, idx, input_ids, attn, targets, mask, pi_old, engine_logp, ref_logp, adv, old_values,
-                        returns, group_ids, gen):
+                        returns, group_ids, gen, denominator: float):
         dev = self.device
         logits, values = self._forward(self.policy, input_ids[idx], attn[idx])
         on = lambda x: x[idx].to(dev) if x is not None else None  # noqa: E731
         inp = loss_inputs(logits, on(targets), on(mask), on(pi_old), on(engine_logp), on(adv), on(group_ids),
                           ref_logp=on(ref_logp), values=values, old_values=on(old_values), returns=on(returns),
                           with_entropy=self.cfg.entropy_control.name in ("entropy_bonus", "high_entropy_only"))
-        return policy_objective(inp, self.cfg, gen)
+        return policy_objective(inp, self.cfg, gen, denominator)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Weights for the rollout engine, on CPU, under HF checkpoint names (the value

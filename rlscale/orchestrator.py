@@ -31,6 +31,7 @@ from .config import RunConfig
 from .device import actor_resources, resolve_use_gpu
 from .evaluation import summarize_eval
 from .learner import Learner
+from .learner_group import LearnerGroup
 from .modelpath import resolve_model
 from .pipeline import BatchProducer, drop_stale
 from .recovery import LearnerLostError, Recovery, StaleWeightsError  # noqa: F401  (part of the API)
@@ -61,8 +62,12 @@ class Orchestrator(Checkpointing, Recovery):
         alongside = cfg.rollout.num_workers if cfg.rollout.mode == "async" and not cfg.ray.address else 0
         # A dead actor is restarted by Ray (its __init__ runs again): a learner then restores
         # the last checkpoint (checkpointing.py), a rollout worker the synced policy (worker_pool.py).
-        self.learner = ray.remote(Learner).options(max_restarts=cfg.ray.learner_max_restarts, **res).remote(
-            model_path, cfg.algo.model_dump(), cfg.seed, self.use_gpu, cfg.model.dtype, alongside)
+        learner_args = (model_path, cfg.algo.model_dump(), cfg.seed, self.use_gpu, cfg.model.dtype, alongside)
+        if cfg.learner.num_workers > 1:  # ranks of one policy, driven as one learner
+            self.learner = LearnerGroup(cfg.learner.num_workers, cfg.learner.strategy, res, learner_args)
+        else:
+            self.learner = ray.remote(Learner).options(max_restarts=cfg.ray.learner_max_restarts, **res).remote(
+                *learner_args)
         self.workers = [
             # Threaded: weights, probes and evaluations reach the engine between the calls of
             # a running generate (rollout.py); one lock keeps engine calls one at a time.
@@ -209,7 +214,9 @@ class Orchestrator(Checkpointing, Recovery):
 
     def actor_pids(self) -> dict:
         """The actors' process ids (kept current in run.json: an operator's view of the run)."""
-        return {"learner": ray.get(self.learner.pid.remote()), "rollout_workers": list(self.pool.pids)}
+        ranks = getattr(self.learner, "ranks", None)
+        learner = ray.get([r.pid.remote() for r in ranks]) if ranks else ray.get(self.learner.pid.remote())
+        return {"learner": learner, "rollout_workers": list(self.pool.pids)}
 
     def _delete_weight_files(self) -> None:
         """Let each rollout worker delete its synced weight files; a worker that already
@@ -224,7 +231,11 @@ class Orchestrator(Checkpointing, Recovery):
     def stop_actors(self) -> None:
         """Kill this run's learner and engines (only those: other Ray work is untouched),
         freeing their CPUs, GPUs and memory for the next run in this process."""
-        for actor in [getattr(self, "learner", None), *getattr(self, "workers", [])]:
+        learner = getattr(self, "learner", None)
+        if isinstance(learner, LearnerGroup):
+            learner.kill()
+            learner = None
+        for actor in [learner, *getattr(self, "workers", [])]:
             if actor is not None:
                 try:
                     ray.kill(actor)

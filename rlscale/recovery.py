@@ -69,8 +69,13 @@ class Recovery:
         __init__ loaded the base model): restore it from the newest complete checkpoint and
         cut the logs back to that step; the loop then re-runs the steps since, as a resumed
         run does. Re-raises `error` when it is not the learner's death."""
-        if error.actor_id != self.learner._actor_id.hex():
+        group = getattr(self.learner, "actor_ids", None)  # a LearnerGroup's ranks
+        if error.actor_id not in (group or [self.learner._actor_id.hex()]):
             raise error
+        if group:
+            raise LearnerLostError(f"learner rank {group.index(error.actor_id)} died; a sharded learner's process "
+                                   "group does not survive a rank's death, so the run stops (continue it from its "
+                                   "last checkpoint with `rlscale run --resume RUN_DIR`)") from error
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
         self.learner_restarts += 1
         ckpts = complete_checkpoints(run_log.dir)

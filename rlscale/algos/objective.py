@@ -33,8 +33,10 @@ def truncated_is_weight(old_logp: torch.Tensor, behaviour_logp: torch.Tensor, ma
     return torch.clamp(torch.exp(log_w), max=cap).detach()
 
 
-def policy_objective(inp: LossInputs, algo, gen: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The scalar to minimise and its named stats (detached)."""
+def policy_objective(inp: LossInputs, algo, gen: torch.Generator,
+                     denominator: float | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The scalar to minimise and its named stats (detached). denominator: the whole
+    minibatch's aggregation_denominator when `inp` is one rank's share of it."""
     out = POLICY_LOSSES[algo.loss.name](inp, algo.loss)
     stats = dict(out.stats)
     policy = out.policy
@@ -46,12 +48,12 @@ def policy_objective(inp: LossInputs, algo, gen: torch.Generator) -> tuple[torch
         stats["is_capped_frac"] = masked_mean((w >= off.is_cap).float(), inp.mask)
     policy, control_stats = ENTROPY_CONTROLS[algo.entropy_control.name](policy, inp, algo.entropy_control, gen)
     stats.update(control_stats)
-    loss = aggregate(policy, inp.mask, algo.aggregation, inp.group_ids)
+    loss = aggregate(policy, inp.mask, algo.aggregation, inp.group_ids, denominator)
     stats["policy_loss"] = loss.detach()
     if out.value is not None:
-        loss = loss + aggregate(out.value, inp.mask, algo.aggregation, inp.group_ids)
+        loss = loss + aggregate(out.value, inp.mask, algo.aggregation, inp.group_ids, denominator)
     if algo.kl_coef > 0:
         loss = loss + algo.kl_coef * aggregate(kl_k3(inp.logp, inp.ref_logp), inp.mask, algo.aggregation,
-                                               inp.group_ids)
+                                               inp.group_ids, denominator)
     stats["kl_old_new"] = masked_mean(kl_k3(inp.logp.detach(), inp.old_logp), inp.mask)
     return loss, stats
