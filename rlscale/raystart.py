@@ -16,7 +16,8 @@ def ray_setup(cfg: RunConfig) -> tuple[str | None, int]:
     local Ray). Runs in one process share the first run's Ray, so a sweep restarts Ray when
     the next run needs another setup."""
     # Logical CPUs: one per actor at least, even on a 2-core laptop (they take turns).
-    return cfg.ray.address, cfg.ray.num_cpus or max(os.cpu_count() or 1, cfg.rollout.num_workers + 1)
+    actors = cfg.rollout.num_workers + cfg.learner.num_workers
+    return cfg.ray.address, cfg.ray.num_cpus or max(os.cpu_count() or 1, actors)
 
 
 def init_ray(cfg: RunConfig) -> None:
