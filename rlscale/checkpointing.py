@@ -51,9 +51,11 @@ class Checkpointing:
 
     def _on_interrupt(self, run_log: RunLog) -> None:
         """Ctrl-C or SIGTERM stopped the run, the actors still up: checkpoint the last whole
-        step, so `--resume` continues from it. The learner may have begun the next update
-        (an update cannot be stopped half-way); then its state is past that step, and the
-        newest periodic checkpoint is what a resume starts from (run.json says which)."""
+        step, so `--resume` continues from it. A first signal during a step lets that step
+        finish (orchestrator: signals.finish_step_first), so this is the step just done; a
+        second signal can stop the run mid-update, with the learner's state past the last
+        whole step: then no checkpoint is written here, and the newest periodic one stands
+        (run.json's interrupt_checkpoint is null)."""
         point: LoopState | None = getattr(self, "_resume_point", None)
         learner = getattr(self, "learner", None)
         if point is None or learner is None:

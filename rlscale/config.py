@@ -117,6 +117,11 @@ class RolloutConfig(_Strict):
     kv_cache_gib: float = Field(1.0, gt=0, description="CPU only: VLLM_CPU_KVCACHE_SPACE")
     gpu_memory_utilization: float = Field(0.5, gt=0, le=1, description="CUDA only")
     stale_tolerance: float = Field(0.05, gt=0, description="max engine-vs-learner probe logprob gap")
+    weight_transfer: Literal["object_store", "shared_file"] = Field(
+        "object_store", description="learner -> engines: through Ray (any hosts), or one file the engines read "
+                                    "(weight_transfer.py)")
+    weight_dir: str | None = Field(None, description="shared_file: where (null = /dev/shm: learner and engines "
+                                                     "on one host; or a shared filesystem's directory)")
 
 
 class AlgoConfig(_Strict):

@@ -34,17 +34,18 @@ from .learner import Learner
 from .learner_group import LearnerGroup
 from .modelpath import resolve_model
 from .pipeline import BatchProducer, drop_stale
-from .recovery import LearnerLostError, Recovery, StaleWeightsError  # noqa: F401  (part of the API)
+from .recovery import LearnerLostError, Recovery  # noqa: F401  (part of the API)
 from .raystart import init_ray, ray_setup  # noqa: F401  (ray_setup: part of this module's API)
 from .rollout import PROBE_TEXT, RolloutWorker
 from .tempdirs import sweep_stale_dirs
+from .weight_transfer import StaleWeightsError, WeightSync, make_weight_transfer  # noqa: F401
 from .worker_pool import WorkerCall, WorkerPool
 from .runlog import FAILURE_ZEROS, METRIC_FIELDS, RunLog, default_run_dir
 from .steprow import step_row
-from .signals import is_interrupt, sigterm_as_interrupt
+from .signals import finish_step_first, is_interrupt, sigterm_as_interrupt
 
 
-class Orchestrator(Checkpointing, Recovery):
+class Orchestrator(Checkpointing, Recovery, WeightSync):
     def __init__(self, cfg: RunConfig, log=print):
         self.cfg, self.log = cfg, log
 
@@ -81,6 +82,7 @@ class Orchestrator(Checkpointing, Recovery):
         learner_s = time.time() - t0
         self.probe_ids = ray.get(self.workers[0].probe_token_ids.remote())
         engines_s = time.time() - t0
+        self.weight_transfer = make_weight_transfer(cfg.rollout.weight_transfer, cfg.rollout.weight_dir)
         self.pool = WorkerPool(self.workers, cfg.ray.worker_max_restarts, self._verify_worker, self._worker_failed)
         self.last_learner_probe = np.array(ray.get(self.learner.probe_logprobs.remote(self.probe_ids)))
         self.synced_learner_probe = self.last_learner_probe
@@ -126,40 +128,6 @@ class Orchestrator(Checkpointing, Recovery):
             fields |= {f"final_eval_{key.removeprefix('val_')}": v for key, v in full.items()}
             fields["final_eval_n_problems"] = len(rewards)
         return fields
-
-    def _sync_weights(self, version: int) -> dict:
-        """Push learner weights to every engine, then prove the engines really changed.
-        Also reports how long the engines sat idle since the previous sync."""
-        state = self.learner.state_dict.remote()
-        # The learner's probe of these very weights: what a restarted engine is checked against.
-        self.synced_learner_probe = np.array(ray.get(self.learner.probe_logprobs.remote(self.probe_ids)))
-        self.pool.set_synced(version, state)
-        busy = self.pool.call_all("load_weights", [(state, version)] * len(self.pool))
-        now = time.time()
-        # A restarted engine's busy seconds begin again at 0.
-        idle = [max(0.0, now - self.last_sync_time - (b - (prev if b >= prev else 0.0)))
-                for b, prev in zip(busy, self.last_engine_busy)]
-        self.last_sync_time, self.last_engine_busy = now, busy
-        return self.check_engines(version) | {"engine_idle_s": float(np.mean(idle))}
-
-    def check_engines(self, version: int) -> dict:
-        """Compare each engine's logprobs on a fixed probe text with the learner's.
-        Stale weights show up two ways: the engine's probe did not move although the
-        learner's did, or the two disagree by more than rollout.stale_tolerance."""
-        learner_probe = np.array(ray.get(self.learner.probe_logprobs.remote(self.probe_ids)))
-        engine_probes = [np.array(p) for p in self.pool.call_all("probe_logprobs", [()] * len(self.pool))]
-        learner_shift = float(np.abs(learner_probe - self.last_learner_probe).mean())
-        engine_shift = min(float(np.abs(e - prev).mean()) for e, prev in zip(engine_probes, self.last_engine_probes))
-        gap = max(float(np.abs(e - learner_probe).mean()) for e in engine_probes)
-        tol = self.cfg.rollout.stale_tolerance
-        if gap > tol or (learner_shift > 1e-6 and engine_shift < 0.01 * learner_shift):
-            raise StaleWeightsError(
-                f"rollout engine weights are stale after the sync to policy version {version}: the engine's probe "
-                f"logprobs moved by {engine_shift:.2e} while the learner's moved by {learner_shift:.2e}, and they "
-                f"now differ by {gap:.2e} (rollout.stale_tolerance={tol}). The engine did not load the new "
-                "weights: check the weight-reload path for this vLLM version.")
-        self.last_learner_probe, self.last_engine_probes = learner_probe, engine_probes
-        return {"sync_probe_diff": gap, "engine_probe_shift": engine_shift, "learner_probe_shift": learner_shift}
 
     def run(self, keep_actors: bool = False, resume_from: Path | None = None) -> Path:
         """One run, start to end. The learner and engines are stopped when it ends (also
@@ -222,6 +190,10 @@ class Orchestrator(Checkpointing, Recovery):
         """Let each rollout worker delete its synced weight files; a worker that already
         died has nothing left to clean, so errors are ignored."""
         self._worker_pids = []
+        try:  # the shared_file transfer's copies
+            ray.get(self.learner.delete_weight_files.remote(), timeout=60)
+        except Exception:  # noqa: BLE001  (cleanup must not mask the run's own error)
+            pass
         for worker in getattr(self, "workers", []):
             try:
                 self._worker_pids.append(ray.get(worker.delete_weight_files.remote(), timeout=60))
@@ -323,51 +295,56 @@ class Orchestrator(Checkpointing, Recovery):
         bar = tqdm(range(first, cfg.steps + 1), desc="rl", disable=not cfg.progress, dynamic_ncols=True,
                    initial=first - 1, total=cfg.steps)
         try:
+            def stop_note() -> None:
+                self.log(f"\nstopping after step {step}: it finishes and is checkpointed (signal again to stop now)")
+
             for step in bar:
                 got = producer.next()
                 # The learner is at version step-1; it never trains on a sample older than k versions.
                 batch, stale = drop_stale(got.batch, step - 1, k, G)
                 if len(batch) == 0:
                     raise RuntimeError(f"step {step}: every sample was more than {k} versions stale")
-                update_ref = self.learner.update.remote(TrainBatch.from_rollouts(batch, G))
-                finish_pending()  # the last evaluation ran while this update trains
-                update: UpdateResult = ray.get(update_ref)
-                t_sync = time.time()
-                sync = self._sync_weights(update.policy_version)
-                sync_s = time.time() - t_sync
-                row, samples = step_row(cfg, self.shape, step, got, batch, update, stale, totals)
-                row |= sync | {"sync_s": sync_s} | self.failure_counts()
-                if row["worker_retries"] != run_log.run_info.get("failure_counts", {}).get("worker_retries", 0):
-                    run_log.update_run_info(failure_counts=self.failure_counts())
-                refs = None
-                if step % cfg.eval.every == 0 or step == cfg.steps:
-                    refs = self._submit_eval(update.policy_version, final=step == cfg.steps)
-                    if is_sync:
-                        add_eval(row, refs)
-                        refs = None
-                now = time.time()
-                row |= {"step_s": now - t_prev, "cumulative_s": now - t_loop,
-                        "learner_idle_s": max(0.0, now - t_prev - update.learner_s)}
-                t_prev = now
-                if refs is not None:
-                    pending.append((row, samples, refs))  # written when its evaluation returns
-                else:
-                    run_log.log_step(row)
-                    run_log.log_samples(step, update.policy_version, samples)
-                due = cfg.checkpoint.every and step % cfg.checkpoint.every == 0 and step < cfg.steps
-                if due:
-                    finish_pending()  # every row up to this step on disk before the logs' lengths are taken
-                if not pending:  # the state after this step, whole: what an interruption can save
-                    drawn = producer.sampler_state_before(step + 1, draw_state)
-                    self._resume_point = self._loop_state(run_log, step, update.policy_version, totals, drawn,
-                                                          evals, producer.started - step, time.time() - t_loop)
-                if due:
-                    self._checkpoint(run_log, self._resume_point)
-                producer.release(update.policy_version)
-                restarts = {"restarts": f"{row['worker_restarts']}w/{row['learner_restarts']}l"} if (
-                    row["worker_restarts"] or row["learner_restarts"]) else {}
-                bar.set_postfix(reward=f"{row['reward_mean']:.3f}", H=f"{update.entropy:.2f}",
-                                val=f"{evals[-1][1]['val_mean_at_k']:.3f}" if evals else "-", **restarts)
+                # A signal from here on lets the step finish, so its checkpoint can be written (signals.py).
+                with finish_step_first(stop_note) as held:
+                    update_ref = self.learner.update.remote(TrainBatch.from_rollouts(batch, G))
+                    finish_pending()  # the last evaluation ran while this update trains
+                    update: UpdateResult = ray.get(update_ref)
+                    t_sync = time.time()
+                    sync = self._sync_weights(update.policy_version)
+                    sync_s = time.time() - t_sync
+                    row, samples = step_row(cfg, self.shape, step, got, batch, update, stale, totals)
+                    row |= sync | {"sync_s": sync_s} | self.failure_counts()
+                    if row["worker_retries"] != run_log.run_info.get("failure_counts", {}).get("worker_retries", 0):
+                        run_log.update_run_info(failure_counts=self.failure_counts())
+                    refs = None
+                    if step % cfg.eval.every == 0 or step == cfg.steps:
+                        refs = self._submit_eval(update.policy_version, final=step == cfg.steps)
+                        if is_sync:
+                            add_eval(row, refs)
+                            refs = None
+                    now = time.time()
+                    row |= {"step_s": now - t_prev, "cumulative_s": now - t_loop,
+                            "learner_idle_s": max(0.0, now - t_prev - update.learner_s)}
+                    t_prev = now
+                    if refs is not None:
+                        pending.append((row, samples, refs))  # written when its evaluation returns
+                    else:
+                        run_log.log_step(row)
+                        run_log.log_samples(step, update.policy_version, samples)
+                    due = cfg.checkpoint.every and step % cfg.checkpoint.every == 0 and step < cfg.steps
+                    if due or held:
+                        finish_pending()  # every row up to this step on disk before the logs' lengths are taken
+                    if not pending:  # the state after this step, whole: what an interruption can save
+                        drawn = producer.sampler_state_before(step + 1, draw_state)
+                        self._resume_point = self._loop_state(run_log, step, update.policy_version, totals, drawn,
+                                                              evals, producer.started - step, time.time() - t_loop)
+                    if due:
+                        self._checkpoint(run_log, self._resume_point)
+                    producer.release(update.policy_version)
+                    restarts = {"restarts": f"{row['worker_restarts']}w/{row['learner_restarts']}l"} if (
+                        row["worker_restarts"] or row["learner_restarts"]) else {}
+                    bar.set_postfix(reward=f"{row['reward_mean']:.3f}", H=f"{update.entropy:.2f}",
+                                    val=f"{evals[-1][1]['val_mean_at_k']:.3f}" if evals else "-", **restarts)
             finish_pending()
             # The end-of-run checkpoint: its policy/ is the run's final policy.
             final_ckpt = self._checkpoint(run_log, self._loop_state(

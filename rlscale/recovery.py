@@ -19,11 +19,8 @@ from ray.exceptions import RayActorError
 
 from .checkpoint import LoopState, complete_checkpoints, read_loop_state
 from .runlog import RunLog
+from .weight_transfer import StaleWeightsError
 from .worker_pool import WorkerFailure, when_restarted
-
-
-class StaleWeightsError(RuntimeError):
-    """The rollout engine is not sampling from the policy the learner holds."""
 
 
 class LearnerLostError(RuntimeError):

@@ -282,6 +282,15 @@ class RolloutWorker:
         path = self.weights_dir / f"v{version}"
         path.mkdir(parents=True, exist_ok=True)  # weights_dir too: delete_weight_files() may have removed it
         save_file(state_dict, str(path / "model.safetensors"))
+        return self.load_weights_from(str(path), version)
+
+    def load_weights_from(self, path: str, version: int) -> float:
+        """Install the weights in `path` (a directory of safetensors) as policy `version`, as
+        load_weights does; for the shared_file transfer, which the learner wrote."""
+        path = Path(path)
+        if not any(path.glob("*.safetensors")):
+            raise FileNotFoundError(f"no weights in {path} on this worker's host: rollout.weight_transfer="
+                                    "shared_file needs rollout.weight_dir on a filesystem learner and engines share")
         with self._pending_lock:
             self._pending = (version, path)
         self._restarted = False  # installed before the next engine call

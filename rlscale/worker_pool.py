@@ -77,16 +77,19 @@ class WorkerPool:
         self.retries = 0  # calls re-run after their worker died
         self._deaths = [0] * len(handles)
         self._lost = [False] * len(handles)
-        self._synced: tuple[int, Any] = (0, None)  # (version, state_dict ref); None: base weights
+        # (version, worker method, its argument): how the engines were given the policy
+        # (weight_transfer.py); version 0 with no method: the base weights a worker starts with.
+        self._synced: tuple[int, str | None, Any] = (0, None, None)
         self._locks = [threading.Lock() for _ in handles]  # the producer thread and the loop both call
 
     def __len__(self) -> int:
         return len(self.handles)
 
-    def set_synced(self, version: int, state_ref) -> None:
-        """The policy every engine is being given: what a restarted worker gets. Keeping the
-        ref keeps one copy of the weights in Ray's object store."""
-        self._synced = (version, state_ref)
+    def set_synced(self, version: int, method: str, arg) -> None:
+        """The policy every engine is being given (worker.<method>(arg, version)): what a
+        restarted worker gets. An object ref keeps one copy of the weights in Ray's object
+        store; a shared file stays until the learner writes three newer versions."""
+        self._synced = (version, method, arg)
 
     def submit(self, i: int, method: str, *args) -> WorkerCall:
         call = WorkerCall(i, method, args)
@@ -138,10 +141,10 @@ class WorkerPool:
         """Wait while Ray restarts worker i (calls meanwhile fail with ActorUnavailableError;
         a model's engine takes a while to start), then give it the synced policy. Returns the
         worker's pid. ActorDiedError: Ray gave up on it (max_restarts used up)."""
-        version, state = self._synced
+        version, method, arg = self._synced
         handle = self.handles[i]
         try:
-            return when_restarted(lambda: (ray.get(handle.load_weights.remote(state, version) if state is not None
+            return when_restarted(lambda: (ray.get(getattr(handle, method).remote(arg, version) if method
                                                    else handle.keep_base_weights.remote()),
                                            ray.get(handle.pid.remote()))[1])
         except RayActorError as e:

@@ -116,3 +116,25 @@ def test_cli_reports_a_failed_or_stopped_run_in_a_few_lines(tmp_path, orchestrat
     assert main(["run", str(ROOT / "configs/quickstart.yaml"), f"run_dir={tmp_path / 'b'}"]) == 143
     assert f"continue it with: rlscale run --resume {tmp_path / 'b'}" in capsys.readouterr().err
     assert _info(tmp_path / "b")["status"] == "interrupted"
+
+
+def test_a_signal_during_a_step_waits_for_its_end_and_a_second_one_does_not():
+    from rlscale.signals import Terminated, finish_step_first
+
+    before = signal.getsignal(signal.SIGTERM)
+    notes, done = [], []
+    with pytest.raises(Terminated):
+        with finish_step_first(lambda: notes.append("held")) as held:
+            os.kill(os.getpid(), signal.SIGTERM)
+            done.append("the rest of the step ran")
+            assert held == [signal.SIGTERM]
+    assert done and notes == ["held"] and signal.getsignal(signal.SIGTERM) == before
+    with pytest.raises(KeyboardInterrupt):
+        with finish_step_first():
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)  # insists: stops here
+            done.append("not reached")
+    assert done == ["the rest of the step ran"]
+    with finish_step_first() as held:  # no signal: nothing happens
+        pass
+    assert held == []
