@@ -22,7 +22,6 @@ from tqdm import tqdm
 
 from rlscale_envs import make_text_env
 
-from . import compute
 from .batch import TrainBatch, UpdateResult
 from .checkpoint import LoopState, read_loop_state
 from .checkpointing import Checkpointing
@@ -34,15 +33,15 @@ from .learner import Learner
 from .learner_group import LearnerGroup
 from .modelpath import resolve_model
 from .pipeline import BatchProducer, drop_stale
-from .recovery import LearnerLostError, Recovery  # noqa: F401  (part of the API)
 from .raystart import init_ray, ray_setup  # noqa: F401  (ray_setup: part of this module's API)
+from .recovery import LearnerLostError, Recovery  # noqa: F401  (part of the API)
 from .rollout import PROBE_TEXT, RolloutWorker
+from .runlog import FAILURE_ZEROS, METRIC_FIELDS, RunLog, default_run_dir
+from .signals import finish_step_first, is_interrupt, sigterm_as_interrupt
+from .steprow import step_row
 from .tempdirs import sweep_stale_dirs
 from .weight_transfer import StaleWeightsError, WeightSync, make_weight_transfer  # noqa: F401
 from .worker_pool import WorkerCall, WorkerPool
-from .runlog import FAILURE_ZEROS, METRIC_FIELDS, RunLog, default_run_dir
-from .steprow import step_row
-from .signals import finish_step_first, is_interrupt, sigterm_as_interrupt
 
 
 class Orchestrator(Checkpointing, Recovery, WeightSync):

@@ -3,8 +3,8 @@
 Every call to a rollout worker goes through here. Ray restarts a dead worker (the actor's
 max_restarts = ray.worker_max_restarts); its __init__ reloads the base model, so before
 anything else it is given the policy every other engine holds (the last synced weights,
-kept here as an object ref, so the learner is not asked again mid-update), then checked,
-and the lost call is re-run on it. The same call gives the same result on the restarted
+as the weight transfer published them: an object ref or a shared file, so the learner is
+not asked again mid-update), then checked, and the lost call is re-run on it. The same call gives the same result on the restarted
 engine: sampling is seeded per request (collect.py), not by the engine's history.
 
 A worker that dies more often than its restarts allow stops the run, with a clear message.
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import ray
@@ -62,7 +62,6 @@ class WorkerFailure:
     worker: int
     method: str
     error: str
-    time: float = field(default_factory=time.time)
 
 
 class WorkerPool:
