@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from transformers import LlamaForCausalLM
+from transformers.utils import logging as hf_logging
 
 from rlscale_envs.arith import ArithFamily, solution_text
 from rlscale_envs.math_env import MathEnv
@@ -76,9 +77,9 @@ def hf_generate(model, tok, prompts: list[str], max_new_tokens: int, temperature
         **enc,
         max_new_tokens=max_new_tokens,
         do_sample=temperature > 0,
-        temperature=temperature if temperature > 0 else None,
-        top_k=0,
-        top_p=1.0,
+        # Sampling settings only when sampling: given to greedy decoding, transformers warns
+        # that they are ignored, a line before the quickstart's progress bar.
+        **({"temperature": temperature, "top_k": 0, "top_p": 1.0} if temperature > 0 else {}),
         pad_token_id=tok.pad_token_id,
         eos_token_id=tok.eos_token_id,
     )
@@ -162,6 +163,7 @@ def pretrain(size: str, cfg: PretrainConfig, log=print) -> Path:
     greedy = heldout_accuracy(model, tok, cfg, cfg.eval_problems, temperature=0.0)
     sampled = heldout_accuracy(model, tok, cfg, cfg.eval_problems, temperature=1.0)
     log(f"zoo: {size} held-out accuracy: greedy {greedy['overall']:.3f}, sampled(T=1) {sampled['overall']:.3f}")
+    hf_logging.disable_progress_bar()  # "Writing model shards" is not one of the run's lines
     model.save_pretrained(tmp, safe_serialization=True)
     tok.save_pretrained(tmp)
     with open(tmp / "pretrain_metrics.jsonl", "w") as f:
