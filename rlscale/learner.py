@@ -42,6 +42,19 @@ from .device import torch_device
 from .tempdirs import WEIGHTS_PREFIX
 
 
+def hash_state(version: int, tensors: list, optimizer_state: dict, param_groups: str) -> str:
+    """sha256 over the version, the param-group settings (as text), the named tensors and
+    the optimizer's per-parameter state, in a fixed order: equal hashes, equal state."""
+    h = hashlib.sha256(str(version).encode())
+    for key in sorted(optimizer_state):
+        tensors = tensors + [(f"opt.{key}.{k}", v) for k, v in sorted(optimizer_state[key].items())]
+    h.update(param_groups.encode())
+    for name, t in tensors:
+        h.update(name.encode())
+        h.update(t.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def pad_batch(prompt_ids: list[list[int]], completion_ids: list[list[int]], pad_id: int,
               loss_mask: list[list[int]] | None = None):
     """Right-padded [B, L] inputs plus next-token targets and a loss mask [B, L-1]:
@@ -368,15 +381,8 @@ class Learner:
     def state_hash(self) -> str:
         """sha256 over the policy's and value head's tensors, the optimizer state and the
         policy version, in a fixed order: equal hashes mean equal learner state."""
-        h = hashlib.sha256(str(self.version).encode())
         tensors = list(self.policy.state_dict().items())
         if self.value_head is not None:
             tensors += [(f"value_head.{k}", v) for k, v in self.value_head.state_dict().items()]
         opt = self.opt.state_dict()
-        for i in sorted(opt["state"]):
-            tensors += [(f"opt.{i}.{k}", v) for k, v in sorted(opt["state"][i].items())]
-        h.update(repr(opt["param_groups"]).encode())
-        for name, t in tensors:
-            h.update(name.encode())
-            h.update(t.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-        return h.hexdigest()
+        return hash_state(self.version, tensors, opt["state"], repr(opt["param_groups"]))

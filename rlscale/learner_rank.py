@@ -22,7 +22,6 @@ that one rank would take.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import os
 import socket
@@ -31,7 +30,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .learner import Learner
+from .learner import Learner, hash_state
 
 
 def free_port() -> int:
@@ -177,13 +176,6 @@ class LearnerRank(Learner):
         gathered state lives there only (cpu_offload), the other ranks return ""."""
         if self.rank != 0:
             return ""
-        h = hashlib.sha256(str(self.version).encode())
-        tensors = sorted(model.items())
-        for name in sorted(optim["state"]):
-            tensors += [(f"opt.{name}.{k}", v) for k, v in sorted(optim["state"][name].items())]
         # JSON: a tuple setting (betas) comes back from set_optimizer_state_dict as a list.
-        h.update(json.dumps(optim["param_groups"], sort_keys=True, default=str).encode())
-        for name, t in tensors:
-            h.update(name.encode())
-            h.update(t.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-        return h.hexdigest()
+        return hash_state(self.version, sorted(model.items()), optim["state"],
+                          json.dumps(optim["param_groups"], sort_keys=True, default=str))

@@ -13,7 +13,7 @@ class Terminated(KeyboardInterrupt):
 
 
 def _raise_terminated(signum, frame):
-    raise Terminated(f"stopped by signal {signal.Signals(signum).name}")
+    _raise(signum)
 
 
 @contextmanager
@@ -61,7 +61,7 @@ def finish_step_first(on_hold=None):
 
 def _raise(signum: int):
     if signum == signal.SIGTERM:
-        raise Terminated("stopped by signal SIGTERM")
+        raise Terminated(f"stopped by signal {signal.Signals(signum).name}")
     raise KeyboardInterrupt
 
 
