@@ -361,6 +361,12 @@ class Learner:
     def pid(self) -> int:
         return os.getpid()
 
+    def node_id(self) -> str:
+        """The Ray node this actor runs on (run.json's actor_nodes)."""
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+
     def get_version(self) -> int:
         return self.version
 

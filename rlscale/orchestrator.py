@@ -153,7 +153,7 @@ class Orchestrator(Checkpointing, Recovery, WeightSync):
                 startup = self._start_actors(str(model_path))
                 run_log.update_run_info(model_shape=self.shape.__dict__, use_gpu=self.use_gpu,
                                         actors_ready_s=time.time() - t_start, startup=startup,
-                                        actor_pids=self.actor_pids())
+                                        **self.actor_places())
                 if start:
                     self._restore(resume_from, start)
                 while True:
@@ -179,11 +179,16 @@ class Orchestrator(Checkpointing, Recovery, WeightSync):
             run_log.close(status, error)
         return run_log.dir
 
-    def actor_pids(self) -> dict:
-        """The actors' process ids (kept current in run.json: an operator's view of the run)."""
+    def actor_places(self) -> dict:
+        """run.json's actor_pids and actor_nodes (Ray node ids), kept current: an operator's
+        view of the run, and where a cluster placed each actor. A learner group lists its ranks."""
         ranks = getattr(self.learner, "ranks", None)
-        learner = ray.get([r.pid.remote() for r in ranks]) if ranks else ray.get(self.learner.pid.remote())
-        return {"learner": learner, "rollout_workers": list(self.pool.pids)}
+        if ranks:
+            pids, nodes = ray.get([r.pid.remote() for r in ranks]), ray.get([r.node_id.remote() for r in ranks])
+        else:
+            pids, nodes = ray.get([self.learner.pid.remote(), self.learner.node_id.remote()])
+        return {"actor_pids": {"learner": pids, "rollout_workers": list(self.pool.pids)},
+                "actor_nodes": {"learner": nodes, "rollout_workers": list(self.pool.nodes)}}
 
     def _delete_weight_files(self) -> None:
         """Let each rollout worker delete its synced weight files; a worker that already

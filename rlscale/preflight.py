@@ -34,12 +34,33 @@ VAL_CHECK_S = 3.0  # draw time check_val_problems spends at most; past it the ru
 def preflight(cfg: RunConfig, resuming: bool = False) -> None:
     """Every input the run will need, checked now. Raises ConfigError naming the field.
     resuming: run_dir is the run being continued (rlscale/resume.py checked it)."""
+    check_job_run_dir(cfg.run_dir)
     if cfg.run_dir and not resuming:
         check_run_dir(Path(cfg.run_dir))
     if cfg.model.path:
         check_model_files(cfg.model.path)
     check_ray_address(cfg.ray.address)
     # eval.n_problems and eval.final_n_problems: load_config checks them (config.check_val_problems).
+
+
+def ray_job_runtime_env() -> dict:
+    """The runtime_env of the Ray job whose entrypoint this process is ({} outside a job)."""
+    try:
+        job = json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR", "{}"))
+    except ValueError:
+        return {}
+    return job.get("runtime_env") or {}
+
+
+def check_job_run_dir(run_dir: str | None) -> None:
+    """A Ray job with a working_dir runs in Ray's copy of it under the session's temp dir
+    (runtime_resources/working_dir_files/...), which Ray deletes: a relative run_dir would
+    land there, where nobody finds it. Such a job needs an absolute run_dir."""
+    if ray_job_runtime_env().get("working_dir") is None or (run_dir and Path(run_dir).expanduser().is_absolute()):
+        return
+    raise ConfigError(f"run_dir={run_dir!r}: this Ray job runs in Ray's temporary copy of its working_dir "
+                      f"({os.getcwd()}), so a relative run directory would be written there and lost; give "
+                      "an absolute path on a filesystem the user can reach, e.g. run_dir=/shared/runs/NAME")
 
 
 def check_run_dir(run_dir: Path) -> None:

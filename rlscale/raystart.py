@@ -8,6 +8,7 @@ import os
 import ray
 
 from .config import RunConfig
+from .preflight import ray_job_runtime_env
 from .quiet import VERBOSE_ENV, filter_forwarded_lines, install_filters, verbose
 
 
@@ -36,6 +37,8 @@ def init_ray(cfg: RunConfig) -> None:
     # must be seen; the known ones are dropped where they are logged (quiet.py).
     if cfg.ray.address:
         # A cluster's auth mode is the cluster's: RAY_AUTH_MODE=token and its token (README).
+        # In a Ray job, Ray refuses a driver env var that the job's runtime_env also sets: the job's win.
+        env_vars = {k: v for k, v in env_vars.items() if k not in (ray_job_runtime_env().get("env_vars") or {})}
         ray.init(address=cfg.ray.address, runtime_env={"env_vars": env_vars}, log_to_driver=True)
     else:
         # A local Ray we start: say its auth mode, else Ray 2.60 turns token auth on by itself

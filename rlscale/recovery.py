@@ -52,7 +52,7 @@ class Recovery:
         events = self.run_log.run_info.get("failures", [])
         events.append({"time": time.time(), "actor": actor, "error": error, "action": action})
         self.run_log.update_run_info(failures=events, failure_counts=self.failure_counts(),
-                                     actor_pids=self.actor_pids())
+                                     **self.actor_places())
 
     def failure_counts(self) -> dict[str, int]:
         """Actor failures of the whole run so far (a resumed run's include the earlier ones')."""

@@ -326,6 +326,12 @@ class RolloutWorker:
     def pid(self) -> int:
         return os.getpid()
 
+    def node_id(self) -> str:
+        """The Ray node this actor runs on (run.json's actor_nodes)."""
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+
     def busy_seconds(self) -> float:
         return self.engine_busy_s
 

@@ -72,6 +72,7 @@ class WorkerPool:
         self.handles, self.max_restarts = handles, max_restarts
         self.verify, self.on_failure = verify, on_failure
         self.pids = ray.get([h.pid.remote() for h in handles])
+        self.nodes = ray.get([h.node_id.remote() for h in handles])  # Ray node ids (run.json)
         self.restarts = 0  # worker deaths survived (a new process took over)
         self.retries = 0  # calls re-run after their worker died
         self._deaths = [0] * len(handles)
@@ -129,6 +130,7 @@ class WorkerPool:
             pid = self._give_synced_policy(i, first_line)
             if pid != self.pids[i]:
                 self.pids[i] = pid
+                self.nodes[i] = ray.get(self.handles[i].node_id.remote())  # Ray may restart it elsewhere
                 self._deaths[i] += 1
                 self.restarts += 1
                 if self.on_failure:

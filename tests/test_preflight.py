@@ -76,6 +76,21 @@ def test_ray_auto_without_a_cluster(tmp_path, capsys, monkeypatch):
     assert "ray.address=null (RAY_ADDRESS=127.0.0.1:" in capsys.readouterr().err
 
 
+def test_a_ray_job_with_a_working_dir_needs_an_absolute_run_dir(tmp_path, capsys, monkeypatch):
+    """Ray runs a job's entrypoint in its temporary copy of the working dir: a relative
+    run_dir (or the default, runs/NAME-TIME) would be written there and deleted with it."""
+    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", json.dumps(
+        {"runtime_env": {"working_dir": "gcs://_ray_pkg_0123.zip"}, "metadata": {}}))
+    for args in ([], ["run_dir=runs/x"]):
+        assert main(["run", QUICKSTART, *args]) == 2
+        err = capsys.readouterr().err
+        assert "temporary copy of its working_dir" in err and "run_dir=/shared/runs/NAME" in err, err
+    # An absolute run_dir passes this check (and then fails on the next: no Ray cluster there).
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{_free_port()}")
+    assert main(["run", QUICKSTART, f"run_dir={tmp_path / 'run'}"]) == 2
+    assert "cannot connect to 127.0.0.1" in capsys.readouterr().err
+
+
 def test_subprocess_exits_2_in_seconds_without_heavy_imports(tmp_path):
     """The installed command, timed end to end (interpreter start included)."""
     bad = _model_dir(tmp_path / "m", weights=False)
