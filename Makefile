@@ -12,4 +12,5 @@ quickstart: setup
 	.venv/bin/rlscale analyze $$run --out $$run/report --fit-until 0.5
 
 test: setup
+	@bash scripts/setup_test_tools.sh
 	.venv/bin/python -m pytest -q tests
