@@ -22,6 +22,7 @@ from .config import RunConfig
 from .worker_pool import WorkerPool
 
 MAX_REDRAWS = 20  # per prompt that does not fit the engine's context (or is retired)
+CHUNKS_PER_WORKER = 4  # with several workers: small enough to balance, large enough for the engine's batching
 
 
 class PromptsDoNotFitError(RuntimeError):
@@ -67,6 +68,7 @@ class Collector:
         self.cfg, self.pool, self.tok = cfg, pool, tokenizer
         f = cfg.algo.filter
         self.retirement = PromptRetirement(f.threshold) if f.name == "no_positive_resampling" else None
+        self.mean_answer_tokens = float(cfg.rollout.max_tokens)  # until the first batch says
 
     def prompt_ids(self, problems: list) -> list[list[int]]:
         return self.tok([p.prompt for p in problems]).input_ids
@@ -110,12 +112,25 @@ class Collector:
 
     def generate(self, problems: list, prompt_ids: list[list[int]], seeds: list[int]) -> RolloutBatch:
         """Each problem's G samples, seeded by the seed it was drawn with: the same draw gives
-        the same samples on any engine, in any batch (what exact resume needs)."""
+        the same samples on any engine, in any batch (what exact resume needs), so the
+        batch does not depend on which worker ran what. One worker gets the whole batch in
+        one call; several get CHUNKS_PER_WORKER chunks each on average, each chunk sent to
+        the worker with the fewest outstanding tokens (worker_pool.LeastOutstandingTokens)."""
         G, n = self.cfg.rollout.group_size, len(self.pool)
-        parts = self.pool.call_all("generate", [(chunk, G, ids, sd) for chunk, ids, sd in
-                                                zip(split_evenly(problems, n), split_evenly(prompt_ids, n),
-                                                    split_evenly(seeds, n))])
-        return RolloutBatch.concat(parts)
+        k = 1 if n == 1 else min(len(problems), n * CHUNKS_PER_WORKER)
+        chunks = [(c, G, ids, sd) for c, ids, sd in zip(split_evenly(problems, k), split_evenly(prompt_ids, k),
+                                                        split_evenly(seeds, k))]
+        # A chunk's tokens: G answers per prompt, each its prompt plus the answers' mean length so far.
+        tokens = [G * sum(len(p) + self.mean_answer_tokens for p in ids) for _, _, ids, _ in chunks]
+        parts, ran_on = self.pool.map_balanced("generate", chunks, tokens)
+        batch = RolloutBatch.concat(parts)
+        # Workers run in parallel, each its chunks one after another: the round took the busiest's time.
+        for name in ("rollout_s", "reward_s"):
+            per_worker = np.zeros(n)
+            np.add.at(per_worker, ran_on, [getattr(p, name) for p in parts])
+            setattr(batch, name, float(per_worker.max()))
+        self.mean_answer_tokens = float(np.mean([sum(m) for m in batch.loss_mask])) if len(batch) else 0.0
+        return batch
 
     def collect(self, env, rng: np.random.Generator) -> Collected:
         P, G = self.cfg.rollout.prompts_per_step, self.cfg.rollout.group_size

@@ -104,7 +104,10 @@ class RolloutConfig(_Strict):
     mode: Literal["sync", "async"] = Field(
         "sync", description="sync: sample, then learn, in turn; async: workers keep sampling while the learner "
                             "trains, at most algo.max_staleness policy versions behind")
-    num_workers: int = Field(1, ge=1)
+    num_workers: int = Field(1, ge=1, description="vLLM engines, one Ray actor each; a step's prompts go to them "
+                                                  "by fewest outstanding tokens (worker_pool.py)")
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs per engine (vLLM tensor parallelism); GPU hosts "
+                                                           "only")
     prompts_per_step: int = Field(32, gt=0)
     group_size: int = Field(8, ge=2, description="G completions per prompt (GRPO needs >= 2)")
     temperature: float = Field(1.0, gt=0)
@@ -217,6 +220,17 @@ class CheckpointConfig(_Strict):
     keep: int = Field(2, ge=1, description="complete checkpoints kept (the newest); older ones are pruned")
 
 
+class LoggingConfig(_Strict):
+    """Copies of each metrics.jsonl row for watching a run (rlscale/metric_writers.py,
+    docs/logging.md); metrics.jsonl is written either way and stays the run's record."""
+
+    tensorboard: bool = Field(False, description="also write scalars to <run_dir>/tensorboard/ "
+                                                 "(needs: pip install tensorboard)")
+    wandb: bool = Field(False, description="also write a W&B offline run to <run_dir>/wandb/, uploaded later with "
+                                           "`wandb sync` (needs: pip install wandb)")
+    wandb_project: str = Field("rlscale", min_length=1, description="the W&B project the run is synced to")
+
+
 class RunConfig(_Strict):
     name: str = Field("run", json_schema_extra=NOT_EXPERIMENT)
     seed: int = Field(0, json_schema_extra=NOT_EXPERIMENT)
@@ -238,9 +252,13 @@ class RunConfig(_Strict):
     ray: RayConfig = Field(default_factory=RayConfig, json_schema_extra=NOT_EXPERIMENT)  # where, not what
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig, json_schema_extra=NOT_EXPERIMENT)
     learner: LearnerConfig = Field(default_factory=LearnerConfig, json_schema_extra=NOT_EXPERIMENT)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig, json_schema_extra=NOT_EXPERIMENT)  # how it is watched
 
     @model_validator(mode="after")
     def _cross_field(self):
+        if self.rollout.tensor_parallel_size > 1 and self.ray.use_gpu == "no":
+            raise ValueError(f"rollout.tensor_parallel_size={self.rollout.tensor_parallel_size} splits an engine over "
+                             "GPUs, and ray.use_gpu=no: set rollout.tensor_parallel_size=1 on CPU")
         k = self.algo.max_staleness
         if self.rollout.mode == "sync" and k:
             raise ValueError(f"algo.max_staleness={k} needs rollout.mode=async: in sync mode every batch is "

@@ -18,9 +18,10 @@ def resolve_use_gpu(setting: str) -> bool:
     return setting == "yes"
 
 
-def actor_resources(use_gpu: bool) -> dict:
-    """Ray placement for one learner or rollout actor: a GPU each, or a CPU each."""
-    return {"num_gpus": 1, "num_cpus": 1} if use_gpu else {"num_cpus": 1}
+def actor_resources(use_gpu: bool, gpus: int = 1) -> dict:
+    """Ray placement for one learner rank or rollout worker: `gpus` GPUs (a tensor-parallel
+    engine's) and a CPU, or a CPU."""
+    return {"num_gpus": gpus, "num_cpus": 1} if use_gpu else {"num_cpus": 1}
 
 
 def torch_device(use_gpu: bool) -> str:
@@ -43,6 +44,10 @@ def vllm_engine_kwargs(use_gpu: bool, rollout_cfg, dtype: str, fp32_lm_head: boo
         kwargs["hf_overrides"] = {"head_dtype": "float32"}
     if use_gpu:
         kwargs["gpu_memory_utilization"] = rollout_cfg.gpu_memory_utilization
+        if rollout_cfg.tensor_parallel_size > 1:
+            # The engine's TP ranks as processes of this actor, on the GPUs Ray gave it
+            # (actor_resources: num_gpus = tensor_parallel_size).
+            kwargs.update(tensor_parallel_size=rollout_cfg.tensor_parallel_size, distributed_executor_backend="mp")
     else:
         os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(max(1, round(rollout_cfg.kv_cache_gib)))
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"

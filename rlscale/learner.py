@@ -12,20 +12,15 @@ FLOPs are counted here, pass by pass, as the passes run (rlscale/compute.py).
 
 from __future__ import annotations
 
-import atexit
 import copy
 import hashlib
 import os
-import shutil
-import tempfile
 import time
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM
 from transformers.utils import logging as hf_logging
 
@@ -39,7 +34,7 @@ from .batch import TrainBatch, UpdateResult
 from .compute import ModelShape
 from .config import AlgoConfig
 from .device import torch_device
-from .tempdirs import WEIGHTS_PREFIX
+from .learner_weights import LearnerWeights
 
 
 def hash_state(version: int, tensors: list, optimizer_state: dict, param_groups: str) -> str:
@@ -101,7 +96,7 @@ def loss_inputs(logits, targets, mask, old_logp, behaviour_logp, advantages, gro
                       entropy=token_entropy(logits) if with_entropy else None)
 
 
-class Learner:
+class Learner(LearnerWeights):
     def __init__(self, model_path: str, algo: dict, seed: int, use_gpu: bool, dtype: str, engines_alongside: int = 0):
         """engines_alongside: rollout engines that compute on this host while the learner
         does (async mode on one machine); on CPU the learner leaves one core to each."""
@@ -310,37 +305,6 @@ class Learner:
                           ref_logp=on(ref_logp), values=values, old_values=on(old_values), returns=on(returns),
                           with_entropy=self.cfg.entropy_control.name in ("entropy_bonus", "high_entropy_only"))
         return policy_objective(inp, self.cfg, gen, denominator)
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        """Weights for the rollout engine, on CPU, under HF checkpoint names (the value
-        head is not part of the policy and stays here)."""
-        return {k: v.detach().to("cpu").contiguous() for k, v in self.policy.state_dict().items()}
-
-    def write_weights(self, weight_dir: str | None, version: int) -> str:
-        """shared_file weight transfer (weight_transfer.py): the policy as safetensors under
-        <weight_dir or /dev/shm>/rlscale-weights-<pid>-learner/v<version>/, which every engine
-        reloads from. The newest three versions stay: an engine may still be installing the
-        one before. Returns the directory ("" on a rank that does not write)."""
-        state = self.state_dict()  # a sharded learner gathers it to rank 0 (collective)
-        if not state:
-            return ""
-        if getattr(self, "_weights_root", None) is None:
-            parent = weight_dir or ("/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir())
-            self._weights_root = Path(tempfile.mkdtemp(prefix=f"{WEIGHTS_PREFIX}{os.getpid()}-learner-", dir=parent))
-            atexit.register(shutil.rmtree, self._weights_root, True)
-        path = self._weights_root / f"v{version}"
-        path.mkdir(exist_ok=True)
-        save_file(state, str(path / "model.safetensors.tmp"))
-        os.replace(path / "model.safetensors.tmp", path / "model.safetensors")  # whole, or not there
-        for old in self._weights_root.glob("v*"):
-            if int(old.name[1:]) < version - 2:
-                shutil.rmtree(old, ignore_errors=True)
-        return str(path)
-
-    def delete_weight_files(self) -> None:
-        if getattr(self, "_weights_root", None) is not None:
-            shutil.rmtree(self._weights_root, ignore_errors=True)
-            self._weights_root = None
 
     def save(self, path: str) -> str:
         self.policy.save_pretrained(path, safe_serialization=True)

@@ -126,6 +126,21 @@ class LearnerRank(Learner):
         return get_optimizer_state_dict(self.policy, self.opt,
                                         options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
+    def weight_tensors(self):
+        """As Learner.weight_tensors; under fsdp each parameter is all-gathered in turn
+        (every rank must iterate), so one full parameter at a time exists outside its shards."""
+        if self.strategy == "ddp":
+            yield from super().weight_tensors()
+            return
+        from torch.distributed.tensor import DTensor
+
+        for name, value in self.policy.state_dict().items():
+            full = value.full_tensor() if isinstance(value, DTensor) else value
+            yield name, full.detach().to("cpu")
+
+    def writes_weights(self) -> bool:
+        return self.rank == 0
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         full = self._full_model_state()
         return {k: v.contiguous() for k, v in full.items()} if self.rank == 0 else {}

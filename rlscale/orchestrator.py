@@ -26,7 +26,7 @@ from .batch import TrainBatch, UpdateResult
 from .checkpoint import LoopState, read_loop_state
 from .checkpointing import Checkpointing
 from .collect import Collector, PromptsDoNotFitError, draw_problems, split_evenly
-from .config import RunConfig
+from .config import ConfigError, RunConfig
 from .device import actor_resources, resolve_use_gpu
 from .evaluation import summarize_eval
 from .learner import Learner
@@ -57,6 +57,10 @@ class Orchestrator(Checkpointing, Recovery, WeightSync):
         ray_s = time.time() - t0
         self.use_gpu = resolve_use_gpu(cfg.ray.use_gpu)
         res = actor_resources(self.use_gpu)
+        if cfg.rollout.tensor_parallel_size > 1 and not self.use_gpu:
+            raise ConfigError(f"rollout.tensor_parallel_size={cfg.rollout.tensor_parallel_size} needs GPUs, and the "
+                              "Ray cluster has none: set rollout.tensor_parallel_size=1")
+        engine_res = actor_resources(self.use_gpu, cfg.rollout.tensor_parallel_size)
         # Async on one host: engines sample while the learner trains, and each engine runs
         # one thread (Ray's OMP_NUM_THREADS for a 1-CPU actor), so the learner takes the rest.
         alongside = cfg.rollout.num_workers if cfg.rollout.mode == "async" and not cfg.ray.address else 0
@@ -72,7 +76,7 @@ class Orchestrator(Checkpointing, Recovery, WeightSync):
             # Threaded: weights, probes and evaluations reach the engine between the calls of
             # a running generate (rollout.py); one lock keeps engine calls one at a time.
             ray.remote(RolloutWorker).options(max_concurrency=4, max_restarts=cfg.ray.worker_max_restarts,
-                                              **res).remote(
+                                              **engine_res).remote(
                 model_path, cfg.rollout.model_dump(), cfg.env.model_dump(), cfg.seed + i, self.use_gpu,
                 cfg.model.dtype, cfg.algo.fp32_lm_head)
             for i in range(cfg.rollout.num_workers)

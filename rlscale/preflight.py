@@ -9,6 +9,7 @@ rlscale.preflight'` must stay well under a second.
 from __future__ import annotations
 
 import glob
+import importlib.util
 import json
 import os
 import socket
@@ -18,6 +19,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from .config import ConfigError, RunConfig
+from .metric_writers import missing_package
 from .modelpath import check_local_checkpoint, looks_local
 from .runlog import logged_steps
 
@@ -39,8 +41,19 @@ def preflight(cfg: RunConfig, resuming: bool = False) -> None:
         check_run_dir(Path(cfg.run_dir))
     if cfg.model.path:
         check_model_files(cfg.model.path)
+    check_logging(cfg)
     check_ray_address(cfg.ray.address)
     # eval.n_problems and eval.final_n_problems: load_config checks them (config.check_val_problems).
+
+
+def check_logging(cfg: RunConfig) -> None:
+    """The package of each logging backend selected must be installed (found, not imported:
+    importing them takes seconds)."""
+    selected = ((cfg.logging.tensorboard, "logging.tensorboard", "tensorboard"),
+                (cfg.logging.wandb, "logging.wandb", "wandb"))
+    for on, field, package in selected:
+        if on and importlib.util.find_spec(package) is None:
+            raise missing_package(field, package)
 
 
 def ray_job_runtime_env() -> dict:

@@ -35,11 +35,13 @@ def init_ray(cfg: RunConfig) -> None:
                 "TOKENIZERS_PARALLELISM": "false"}
     # Actor output always comes to the driver (log_to_driver): a warning not known to be benign
     # must be seen; the known ones are dropped where they are logged (quiet.py).
-    if cfg.ray.address:
+    # ray.address null: RAY_ADDRESS if set (a Ray job's driver has it), as ray.init reads it.
+    address = cfg.ray.address or os.environ.get("RAY_ADDRESS") or None
+    if address:
         # A cluster's auth mode is the cluster's: RAY_AUTH_MODE=token and its token (README).
         # In a Ray job, Ray refuses a driver env var that the job's runtime_env also sets: the job's win.
         env_vars = {k: v for k, v in env_vars.items() if k not in (ray_job_runtime_env().get("env_vars") or {})}
-        ray.init(address=cfg.ray.address, runtime_env={"env_vars": env_vars}, log_to_driver=True)
+        ray.init(address=address, runtime_env={"env_vars": env_vars}, log_to_driver=True)
     else:
         # A local Ray we start: say its auth mode, else Ray 2.60 turns token auth on by itself
         # and warns that it did ("Token authentication is enabled ... Set RAY_AUTH_MODE=disabled
@@ -51,5 +53,8 @@ def init_ray(cfg: RunConfig) -> None:
             os.environ["RAY_AUTH_MODE"] = "token"
             Config.initialize("")
         _, num_cpus = ray_setup(cfg)
-        ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env={"env_vars": env_vars},
+        # address="local": a new Ray of this run's own. Without it ray.init joins the cluster
+        # the last `ray start` on this host recorded (/tmp/ray/ray_current_cluster), which may
+        # be someone else's, or gone.
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, runtime_env={"env_vars": env_vars},
                  log_to_driver=True, configure_logging=True, logging_level="INFO" if loud else "WARNING")

@@ -16,7 +16,7 @@ from .checkpoint import LoopState, latest_checkpoint, read_loop_state
 from .config import ConfigError, RunConfig, load_config
 
 # Top-level keys (or sections) a resumed run may change.
-MAY_CHANGE = ("steps", "progress", "samples_per_step", "checkpoint", "ray", "run_dir")
+MAY_CHANGE = ("steps", "progress", "samples_per_step", "checkpoint", "ray", "run_dir", "logging")
 
 
 def _flat(d: dict, prefix: str = "") -> dict:

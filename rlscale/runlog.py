@@ -10,6 +10,8 @@
     <run_dir>/metrics.jsonl   one JSON row per RL step (fields: METRIC_FIELDS)
     <run_dir>/samples.jsonl   a few prompt/completion/reward examples per step
     <run_dir>/summary.json    written at the end: base and final accuracy, steps, minutes
+    <run_dir>/tensorboard/, <run_dir>/wandb/   copies of the metrics rows, when logging.* selects
+                              them (metric_writers.py); metrics.jsonl stays the record
 
 Analysis code reads these files only; it never imports the learner or rollout code.
 """
@@ -27,6 +29,7 @@ from importlib import metadata
 from pathlib import Path
 
 from .config import RunConfig, non_experiment_keys, to_yaml
+from .metric_writers import make_writers
 
 # Every metrics row carries all of these keys (a value is null when it does not apply,
 # e.g. val_* on steps without evaluation).
@@ -98,6 +101,7 @@ class RunLog:
         self.dir.mkdir(parents=True, exist_ok=True)
         for name in ("metrics.jsonl", "samples.jsonl", "summary.json"):
             (self.dir / name).unlink(missing_ok=True)
+        self._writers = make_writers(cfg, self.dir)  # first: a missing package stops it here
         (self.dir / "config.yaml").write_text(to_yaml(cfg))
         self.run_info = {
             "name": cfg.name, "seed": cfg.seed, "command": sys.argv, "host": platform.node(),
@@ -123,6 +127,8 @@ class RunLog:
             raise KeyError(f"metrics row lacks {missing}")  # a programming error, not user input
         self._metrics.write(json.dumps(row) + "\n")
         self._metrics.flush()
+        for writer in self._writers:  # after metrics.jsonl: their failures never cost a row there
+            writer.write(row)
 
     def log_samples(self, step: int, policy_version: int, samples: list[dict]) -> None:
         for s in samples:
@@ -141,7 +147,8 @@ class RunLog:
 
     def rewind(self, metrics_bytes: int, samples_bytes: int) -> None:
         """Cut metrics.jsonl and samples.jsonl back to a checkpoint's lengths, mid-run (the
-        learner restored from it re-runs the steps after it: checkpointing.py)."""
+        learner restored from it re-runs the steps after it: checkpointing.py). The metric
+        writers get the re-run rows as they come (metric_writers.py says what each keeps)."""
         for f, size in ((self._metrics, metrics_bytes), (self._samples, samples_bytes)):
             f.flush()
             f.truncate(size)  # append mode: the next row goes to the new end
@@ -153,6 +160,8 @@ class RunLog:
         """End the log with the run's status (STATUSES; None leaves it as it is, `running`,
         which is also what a killed run keeps) and, for a failure, the error's type and
         one-line message. `finished`/`finished_unix` are the end time, whatever the status."""
+        for writer in self._writers:
+            writer.close()
         self._metrics.close()
         self._samples.close()
         fields: dict = {"finished": datetime.now().isoformat(timespec="seconds"), "finished_unix": time.time()}
@@ -176,6 +185,7 @@ class RunLog:
         (e.g. a larger `steps`); run.json keeps its history and records the resume."""
         log = cls.__new__(cls)
         log.dir = Path(run_dir)
+        log._writers = make_writers(cfg, log.dir, resuming=True)  # first, as in __init__
         for name, size in (("metrics.jsonl", metrics_bytes), ("samples.jsonl", samples_bytes)):
             os.truncate(log.dir / name, size)
         (log.dir / "summary.json").unlink(missing_ok=True)  # the run is not finished any more

@@ -3,7 +3,8 @@
 The run's resolved config is written to OUT/configs/<run>.yaml with ray.address=auto (the
 job's driver joins the cluster it runs on) and its run_dir an absolute path under OUT, so
 the sweep directory must be on a filesystem the cluster's nodes share (a local head, NFS),
-and the cluster's nodes need rlscale installed with `rlscale` on their PATH. Job ids go
+and the cluster's nodes need rlscale installed with `rlscale` on their PATH (README,
+"Cluster": each node's `ray start` run with the venv activated). Job ids go
 into sweep.json; a later invocation follows the jobs still pending or running instead of
 submitting them again.
 
@@ -20,9 +21,9 @@ from datetime import datetime
 from pathlib import Path
 
 from .config import to_yaml
+from .sweep import Sweep, SweepError, SweepRun, is_finished, mark_finished, move_aside
 
 AGENT_WAIT_S = 120.0  # how long a submission waits for a starting head's job agent
-from .sweep import Sweep, SweepError, SweepRun, is_finished, mark_finished, move_aside
 
 LIVE = ("PENDING", "RUNNING")
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")

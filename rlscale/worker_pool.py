@@ -45,6 +45,32 @@ class RolloutWorkerLostError(RuntimeError):
     """A rollout worker died and could not be brought back."""
 
 
+class LeastOutstandingTokens:
+    """Which worker gets the next chunk of work: the one with the fewest outstanding tokens
+    (the estimated tokens of its calls not yet finished), among those with fewer than
+    `in_flight` calls. A worker that finishes sooner (a faster engine, shorter answers)
+    is thus given more, where equal prompt counts would wait on the slowest."""
+
+    def __init__(self, n_workers: int, in_flight: int):
+        self.in_flight = in_flight
+        self.tokens = [0] * n_workers  # outstanding, per worker
+        self.calls = [0] * n_workers
+        self.assigned = [0] * n_workers  # tokens given to each worker so far
+
+    def pick(self) -> int | None:
+        free = [w for w in range(len(self.tokens)) if self.calls[w] < self.in_flight]
+        return min(free, key=lambda w: (self.tokens[w], w)) if free else None
+
+    def add(self, worker: int, tokens: int) -> None:
+        self.tokens[worker] += tokens
+        self.calls[worker] += 1
+        self.assigned[worker] += tokens
+
+    def done(self, worker: int, tokens: int) -> None:
+        self.tokens[worker] -= tokens
+        self.calls[worker] -= 1
+
+
 @dataclass
 class WorkerCall:
     """One submitted call, enough to submit it again."""
@@ -118,6 +144,28 @@ class WorkerPool:
 
     def call_all(self, method: str, per_worker_args: list[tuple]) -> list:
         return self.gather(self.submit_all(method, per_worker_args))
+
+    def map_balanced(self, method: str, chunks: list[tuple], tokens: list[int],
+                     in_flight: int = 2) -> tuple[list, list[int]]:
+        """worker.<method>(*chunk) for every chunk, spread by LeastOutstandingTokens
+        (tokens: each chunk's estimate). Two calls in flight per worker: one running, one
+        queued, so an engine never waits on the driver between chunks. Returns the results
+        in chunk order (whatever ran where) and the worker that ran each chunk."""
+        balancer = LeastOutstandingTokens(len(self), in_flight)
+        results: list = [None] * len(chunks)
+        ran_on = [0] * len(chunks)
+        todo, running = list(range(len(chunks)))[::-1], {}
+        while todo or running:
+            while todo and (w := balancer.pick()) is not None:
+                i = todo.pop()
+                balancer.add(w, tokens[i])
+                call = self.submit(w, method, *chunks[i])
+                running[call.ref] = (call, i)
+            (ready,), _ = ray.wait(list(running), num_returns=1)
+            call, i = running.pop(ready)
+            results[i], ran_on[i] = self.gather([call])[0], call.worker  # a dead worker's chunk is re-run
+            balancer.done(call.worker, tokens[i])
+        return results, ran_on
 
     def _restore(self, call: WorkerCall, error: BaseException) -> None:
         """Bring worker call.worker back: wait for Ray's restart, give it the synced policy,

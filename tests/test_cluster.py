@@ -192,3 +192,25 @@ def test_readme_cluster_commands_run_a_job_across_two_ray_nodes(tiny_model, tmp_
         shutil.rmtree(head_tmp, ignore_errors=True)
         shutil.rmtree(node_tmp, ignore_errors=True)
     assert not left, f"Ray processes outlived their `ray start --block`: {left}"
+
+
+def test_a_local_run_starts_its_own_ray_whatever_ray_start_recorded(monkeypatch):
+    """ray.address null starts a Ray of the run's own, even where a `ray start` on this host
+    recorded its cluster (RAY_TMPDIR/ray/ray_current_cluster; plain ray.init() would join
+    that one, or fail when it is gone)."""
+    import ray
+
+    from rlscale.config import load_config
+    from rlscale.raystart import init_ray
+
+    tmp = tempfile.mkdtemp(prefix="rls-rec-")  # short: Ray's sockets live under it
+    try:
+        (Path(tmp) / "ray").mkdir()
+        (Path(tmp) / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{free_ports(1)[0]}")
+        monkeypatch.setenv("RAY_TMPDIR", tmp)
+        monkeypatch.delenv("RAY_ADDRESS", raising=False)
+        init_ray(load_config(str(ROOT / "configs" / "quickstart.yaml"), ["ray.num_cpus=1"]))
+        assert ray.cluster_resources().get("CPU") == 1
+    finally:
+        ray.shutdown()
+        shutil.rmtree(tmp, ignore_errors=True)

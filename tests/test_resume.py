@@ -242,20 +242,23 @@ def test_resume_refuses_changed_keys_and_a_run_without_checkpoints(tmp_path):
 
 
 @pytest.mark.integration
-def test_a_two_rank_fsdp_learner_runs_the_same_steps(tmp_path, uninterrupted):
-    """`learner.num_workers=2 learner.strategy=fsdp` (two learner ranks over gloo) trains the
-    quickstart like one learner: same samples, and each step's update statistics equal to
-    float tolerance (measured 2026-11-30, AMD EPYC: within 1e-7 relative). The weights go
-    to the engine by the shared_file transfer (the reference run used object_store)."""
+def test_two_fsdp_ranks_and_two_engines_run_the_same_steps(tmp_path, uninterrupted):
+    """`learner.num_workers=2 learner.strategy=fsdp` (two learner ranks over gloo) and two
+    rollout workers (each step's prompts spread by outstanding tokens) train the quickstart
+    like one learner and one engine: the same samples, and each step's update statistics
+    equal to float tolerance (measured 2026-11-30, AMD EPYC: within 1e-7 relative). The
+    weights go to the engines by the shared_file transfer (the reference used object_store)."""
     from rlscale.orchestrator import Orchestrator
 
     cache, whole = uninterrupted
     run = tmp_path / "fsdp"
     args = [a for a in overrides(run, cache) if not a.startswith(("steps=", "checkpoint."))]
     Orchestrator(load_config("configs/quickstart.yaml", args + [
-        "steps=2", "learner.num_workers=2", "learner.strategy=fsdp", "rollout.weight_transfer=shared_file"])).run()
+        "steps=2", "learner.num_workers=2", "learner.strategy=fsdp", "rollout.weight_transfer=shared_file",
+        "rollout.num_workers=2"])).run()
     info = json.loads((run / "run.json").read_text())
     assert info["status"] == "finished" and len(info["actor_pids"]["learner"]) == 2
+    assert len(info["actor_pids"]["rollout_workers"]) == 2
     # shared_file: rank 0 wrote each version once under /dev/shm; all of it is gone at the end.
     assert not list(Path("/dev/shm").glob(f"rlscale-weights-{info['actor_pids']['learner'][0]}-learner-*"))
     for a, b in zip(rows(run)[1:], rows(whole)[1:3]):

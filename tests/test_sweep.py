@@ -263,7 +263,7 @@ def test_failed_runs_are_recorded_and_the_sweep_goes_on(tmp_path, capsys):
 
 HEAD = """
 import signal, sys, ray
-ray.init(num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=int(sys.argv[1]))
+ray.init(address="local", num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=int(sys.argv[1]))
 print("ready", flush=True)
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # exiting runs ray.shutdown: stops what this process started
 signal.pause()
