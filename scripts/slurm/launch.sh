@@ -51,7 +51,7 @@ wait_for_nodes() {  # until the cluster has $1 live nodes (5 minutes at most)
         alive=$(ray list nodes --address="http://$head_ip:$dashboard_port" --filter state=ALIVE --format=json \
                 2>/dev/null | python -c 'import json, sys; print(len(json.load(sys.stdin)))' 2>/dev/null || echo 0)
         ((alive >= $1)) && return 0
-        sleep 5
+        sleep 2
     done
     echo "launch.sh: the Ray cluster has $alive of $1 nodes after 5 minutes; see the node steps' output" >&2
     return 1
