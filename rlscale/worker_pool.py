@@ -151,6 +151,8 @@ class WorkerPool:
         (tokens: each chunk's estimate). Two calls in flight per worker: one running, one
         queued, so an engine never waits on the driver between chunks. Returns the results
         in chunk order (whatever ran where) and the worker that ran each chunk."""
+        if len(self) == 1:  # nothing to balance: the calls in order, as call_all makes them
+            return self.gather([self.submit(0, method, *chunk) for chunk in chunks]), [0] * len(chunks)
         balancer = LeastOutstandingTokens(len(self), in_flight)
         results: list = [None] * len(chunks)
         ran_on = [0] * len(chunks)
