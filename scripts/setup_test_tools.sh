@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What `make test` needs beyond .venv: Debian's SLURM daemons and munge, so that
+# What `make test-slurm` needs beyond .venv: Debian's SLURM daemons and munge, so that
 # tests/test_slurm.py runs scripts/slurm/launch.sh under a real slurmctld and two slurmd
 # on this machine. Installed only as root with apt (CI); elsewhere that test is skipped
 # and says what to install. Quick when already installed.

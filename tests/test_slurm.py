@@ -2,7 +2,8 @@
 and n2, one CPU each) on this machine, with their own munge daemon, config and ports.
 `sbatch --nodes=2 --wait` runs the launcher, which starts a Ray head and a Ray worker as
 job steps and submits the run as a Ray job. Needs root and Debian's slurmctld, slurmd,
-slurm-client and munge (`make test` installs them where it can: scripts/setup_test_tools.sh).
+slurm-client and munge; `make test-slurm` installs them where it can
+(scripts/setup_test_tools.sh) and runs it (about 80 s: `make test` skips it, for time).
 
 Also checked without SLURM: the launcher's commands (RLSCALE_LAUNCH_DRY_RUN) are the
 README's cluster commands, with the allocation's nodes, CPUs and GPUs filled in.
@@ -140,6 +141,8 @@ class SlurmOnThisMachine:
 
 
 @pytest.mark.integration
+@pytest.mark.skipif(os.environ.get("RLSCALE_SLURM_TEST") != "1",
+                    reason="about 80 s, kept out of `make test` for time: run `make test-slurm`")
 @pytest.mark.skipif(os.geteuid() != 0 or not all(shutil.which(t) for t in SLURM_TOOLS),
                     reason="needs root and Debian's slurmctld, slurmd, slurm-client, munge "
                            "(scripts/setup_test_tools.sh installs them as root)")
