@@ -22,7 +22,7 @@ class LearnerWeights:
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Weights for the rollout engine, on CPU, under HF checkpoint names (the value
         head is not part of the policy and stays here)."""
-        return {k: v.detach().to("cpu").contiguous() for k, v in self.policy.state_dict().items()}
+        return {k: v.contiguous() for k, v in self.weight_tensors()}
 
     def weight_specs(self) -> list[tuple[str, torch.dtype, tuple[int, ...]]]:
         """(name, dtype, shape) of each weight state_dict() holds (a sharded one's full shape)."""

@@ -4,8 +4,9 @@ Every call to a rollout worker goes through here. Ray restarts a dead worker (th
 max_restarts = ray.worker_max_restarts); its __init__ reloads the base model, so before
 anything else it is given the policy every other engine holds (the last synced weights,
 as the weight transfer published them: an object ref or a shared file, so the learner is
-not asked again mid-update), then checked, and the lost call is re-run on it. The same call gives the same result on the restarted
-engine: sampling is seeded per request (collect.py), not by the engine's history.
+not asked again mid-update), then checked, and the lost call is re-run on it. The same
+call gives the same result on the restarted engine: sampling is seeded per request
+(collect.py), not by the engine's history.
 
 A worker that dies more often than its restarts allow stops the run, with a clear message.
 """

@@ -101,6 +101,12 @@ def stop_own_ray(node_procs: list[subprocess.Popen], temp_dirs: list[str]) -> li
         except subprocess.TimeoutExpired:
             p.kill()
     time.sleep(2)
+    return kill_leftovers(temp_dirs)
+
+
+def kill_leftovers(temp_dirs: list[str]) -> list[str]:
+    """Kill, by pid, every process whose command line names one of this test's temp dirs
+    (nobody else's can); returns their command lines."""
     left = []
     for proc in psutil.process_iter(["pid", "cmdline"]):
         cmd = " ".join(proc.info["cmdline"] or [])

@@ -22,10 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
-from test_cluster import ROOT, TEST_OVERRIDES, VENV_BIN, free_ports, readme_commands
+from test_cluster import ROOT, TEST_OVERRIDES, VENV_BIN, free_ports, kill_leftovers, readme_commands
 
 LAUNCHER = ROOT / "scripts" / "slurm" / "launch.sh"
 SLURM_TOOLS = ("slurmctld", "slurmd", "sbatch", "sinfo", "munged")
@@ -172,11 +171,6 @@ def test_sbatch_launch_sh_runs_a_job_across_two_slurm_nodes(tiny_model, tmp_path
         assert "Job 'raysubmit_" in log and "succeeded" in log, log[-3000:]
     finally:
         slurm.stop()
-        left = []
-        for proc in psutil.process_iter(["pid", "cmdline"]):
-            cmd = " ".join(proc.info["cmdline"] or [])
-            if str(slurm.dir) in cmd:
-                left.append(cmd[:200])
-                proc.kill()
+        left = kill_leftovers([str(slurm.dir)])
         shutil.rmtree(slurm.dir, ignore_errors=True)
     assert not left, f"processes outlived the allocation: {left}"
