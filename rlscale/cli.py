@@ -91,7 +91,7 @@ def _cmd_pretrain(args) -> int:
 def _cmd_analyze(args) -> int:
     from .analysis.analyze import analyze
     from .analysis.loading import RunDirError
-    from .analysis.report_content import check_lines
+    from .analysis.report_content import check_lines, zoo_lines
 
     try:
         res = analyze(args.run_dirs, args.out, fit_until=args.fit_until or None, zoo_paths=args.zoo or (),
@@ -100,7 +100,7 @@ def _cmd_analyze(args) -> int:
         print(f"rlscale analyze: error: {e}", file=sys.stderr)
         return 2
     bar = "=" * 100
-    print("\n".join([bar, *check_lines(res), bar]))
+    print("\n".join([bar, *(check_lines(res) if res["runs"] else zoo_lines(res["zoo"])), bar]))
     print(f"report: {args.out}/report.html (and report.md, fits.json, {len(res['figures'])} PNG plots)")
     return 0
 
@@ -119,11 +119,20 @@ def _cmd_sweep(args) -> int:
         print("rlscale sweep: error: --wait follows Ray jobs; add --ray-address http://HEAD:8265", file=sys.stderr)
         return 2
     sweep = plan_sweep(args.sweep_file, args.out)  # every run's config is validated here, before anything runs
+    pretraining = sweep.spec.task == "pretrain"
+    if pretraining and args.ray_address:
+        print(f"rlscale sweep: error: {args.sweep_file} has task: pretrain, which runs on this machine (the models "
+              "go to its zoo cache); drop --ray-address", file=sys.stderr)
+        return 2
     check_finished_runs(sweep)
     print("\n".join(plan_lines(sweep)))
     if args.dry_run:
         return 0
-    if args.ray_address:
+    if pretraining:
+        from .sweep_zoo import run_pretrain_sweep
+
+        failed = run_pretrain_sweep(sweep)
+    elif args.ray_address:
         from .sweep_jobs import run_jobs
 
         failed = run_jobs(sweep, args.ray_address, args.wait, args.max_running, args.poll_s)

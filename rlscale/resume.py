@@ -38,15 +38,20 @@ def resume_config(run_dir: Path, config_path: str | None, overrides: list[str]) 
         raise ConfigError(f"--resume {run_dir}: no config.yaml there; pass the run directory `rlscale run` printed")
     saved = load_config(saved_path, [])
     cfg = load_config(config_path or saved_path, [*overrides, f"run_dir={run_dir}"])
-    old, new = _flat(saved.model_dump()), _flat(cfg.model_dump())
-    changed = sorted(k for k in old.keys() | new.keys()
-                     if old.get(k) != new.get(k) and k.split(".")[0] not in MAY_CHANGE)
+    changed = config_changes(saved, cfg)
     if changed:
-        shown = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed[:8])
+        shown = ", ".join(changed[:8])
         raise ConfigError(f"--resume {run_dir}: these keys differ from the run's config.yaml and cannot change "
                           f"mid-run: {shown}{' ...' if len(changed) > 8 else ''}. Only "
                           f"{', '.join(MAY_CHANGE)} may change; start a new run for the rest.")
     return cfg
+
+
+def config_changes(saved: RunConfig, cfg: RunConfig) -> list[str]:
+    """`key: old -> new` for each key that differs and may not change mid-run."""
+    old, new = _flat(saved.model_dump()), _flat(cfg.model_dump())
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(old.keys() | new.keys())
+            if old.get(k) != new.get(k) and k.split(".")[0] not in MAY_CHANGE]
 
 
 def checkpoint_to_resume(run_dir: Path, cfg: RunConfig) -> tuple[Path, LoopState]:

@@ -6,6 +6,7 @@
     grid: {algo.lr: [1.0e-4, 3.0e-4]}  # cartesian product of dotted overrides; or instead
     # list: [{algo.loss: grpo}, {algo.loss: dapo, algo.lr: 3.0e-4}]
     overrides: {steps: 20}             # applied to every run, before the setting's own
+    task: rl                           # or pretrain: pre-train zoo models instead (sweep_zoo.py)
 
 Every run's config is validated before any run starts. The plan and each run's status
 live in OUT/sweep.json; run directories are OUT/<setting>-seed<k>. Runs go seed by seed
@@ -24,21 +25,19 @@ import traceback
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .config import ConfigError, RunConfig, load_config, non_experiment_keys
+from .config import ConfigError, RunConfig, load_config
 from .modelpath import ModelPathError, check_model_path
+from .sweep_state import (SweepError, check_finished_runs, flat as _flat, incomplete_path, is_finished,  # noqa: F401 (re-exported)
+                          mark_finished, move_aside, resumable_checkpoint)
 
 # The sweep sets these for each run itself.
 PER_RUN_KEYS = ("seed", "name", "run_dir", "sweep_setting")
 MAX_NAME = 80  # characters of a run directory name before the seed
-
-
-class SweepError(ConfigError):
-    """A problem with the sweep file or the sweep directory, found before any run starts."""
 
 
 class _Loader(yaml.SafeLoader):
@@ -60,6 +59,7 @@ class SweepSpec(BaseModel):
     grid: dict[str, list[Any]] | None = None
     settings_list: list[dict[str, Any]] | None = Field(None, alias="list")
     overrides: dict[str, Any] = Field(default_factory=dict)
+    task: Literal["rl", "pretrain"] = Field("rl", description="rl: one RL run each; pretrain: one zoo model each")
 
 
 def fmt_value(v: Any) -> str:
@@ -228,8 +228,13 @@ def plan_sweep(sweep_file: str | Path, out: str | None = None) -> Sweep:
         for i, (setting, label, stem) in enumerate(zip(settings, labels, names)):
             name = f"{stem}-seed{seed}"
             per_run = [("seed", seed), ("name", name), ("run_dir", str(out_dir / name)), ("sweep_setting", label)]
+            if spec.task == "pretrain":
+                per_run.append(("pretrain.seed", seed))  # the seed of a pre-training sweep is the zoo model's
             try:
                 cfg = load_config(base, updates=[*common, *setting.items(), *per_run])
+                if cfg.model.path and spec.task == "pretrain":
+                    raise ConfigError(f"model.path={cfg.model.path!r}: a pre-training sweep trains zoo models; "
+                                      "set model.path=null and model.zoo_size")
                 if cfg.model.path:
                     check_model_path(cfg.model.path)
             except (ConfigError, ModelPathError) as e:
@@ -243,70 +248,6 @@ def plan_sweep(sweep_file: str | Path, out: str | None = None) -> Sweep:
                  for (i, message), seeds in errors.items()]
         raise SweepError(f"invalid sweep {path} (base {base}); nothing was run:\n" + "\n".join(lines))
     return Sweep(path.resolve(), base, out_dir, spec, runs)
-
-
-def is_finished(run_dir: Path) -> bool:
-    return (run_dir / "summary.json").is_file()
-
-
-def mark_finished(run: SweepRun, skipped: bool = False) -> None:
-    """Record a finished run with its final accuracy (skipped: it finished in an earlier invocation)."""
-    run.record.update(status="finished", skipped=skipped)
-    if is_finished(run.run_dir):
-        summary = json.loads((run.run_dir / "summary.json").read_text())
-        keys = ("final_val_mean_at_k", "final_val_mean_at_k_se", "eval_k", "final_eval_mean_at_k",
-                "final_eval_mean_at_k_se", "final_eval_n_problems")
-        run.record.update({k: summary.get(k) for k in keys})
-
-
-def incomplete_path(run_dir: Path) -> Path:
-    """Where an unfinished earlier attempt is moved: <run>.incomplete-<k>, the first free k."""
-    k = 1
-    while (target := run_dir.with_name(f"{run_dir.name}.incomplete-{k}")).exists():
-        k += 1
-    return target
-
-
-def move_aside(run: SweepRun, log=print) -> Path:
-    """Keep an unfinished attempt's data (never delete it) and free the directory for a new one."""
-    target = incomplete_path(run.run_dir)
-    run.run_dir.rename(target)
-    run.record.setdefault("moved_aside", []).append(target.name)
-    log(f"sweep: {run.name}: an earlier attempt did not finish (no summary.json); moved it to {target.name} "
-        "and running it again")
-    return target
-
-
-# Keys a finished run must agree on with the plan to count as done: the experiment, plus
-# the seed and length of the run (a 20-step run does not finish a 40-step plan).
-def _must_match(key: str) -> bool:
-    return key in ("seed", "steps") or not any(key == k or key.startswith(k + ".") for k in non_experiment_keys())
-
-
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) and v else {f"{prefix}{k}": v})
-    return out
-
-
-def check_finished_runs(sweep: Sweep) -> None:
-    """A finished run in the sweep directory with another config than the plan's (the sweep
-    file changed since) would be skipped wrongly: stop before anything runs, naming the fields."""
-    problems = []
-    for run in sweep.runs:
-        config_file = run.run_dir / "config.yaml"
-        if not is_finished(run.run_dir) or not config_file.is_file():
-            continue
-        done = _flat(yaml.safe_load(config_file.read_text()) or {})
-        planned = _flat(run.config.model_dump(mode="json"))
-        diff = [f"{k}: {done.get(k)!r} in the run, {planned.get(k)!r} planned"
-                for k in sorted(set(done) | set(planned)) if _must_match(k) and done.get(k) != planned.get(k)]
-        if diff:
-            problems.append(f"  {run.name}: " + "; ".join(diff[:4]) + (" ..." if len(diff) > 4 else ""))
-    if problems:
-        raise SweepError(f"{sweep.out} holds finished runs of another plan (the sweep file changed since they "
-                         "ran); set another out: for the new plan, or move these runs away:\n" + "\n".join(problems))
 
 
 def plan_lines(sweep: Sweep) -> list[str]:
@@ -323,7 +264,9 @@ def plan_lines(sweep: Sweep) -> list[str]:
         elif job:
             todo = f"job {job} submitted earlier: follow it while it runs (with --ray-address), else run again"
         elif r.run_dir.exists():
-            todo = f"unfinished attempt: move it to {incomplete_path(r.run_dir).name}, run again"
+            ckpt, why = resumable_checkpoint(r)
+            todo = (f"unfinished attempt: {why}" if ckpt else
+                    f"unfinished attempt ({why}): move it to {incomplete_path(r.run_dir).name}, run again")
         else:
             todo = "run"
         lines.append(f"  {r.name:<{width}}  seed {r.seed}  {r.setting}  -> {todo}")
@@ -340,7 +283,7 @@ def run_local(sweep: Sweep, log=print) -> list[SweepRun]:
 
     previous = sweep.previous_records()
     for run in sweep.runs:
-        run.record["moved_aside"] = list(previous.get(run.name, {}).get("moved_aside", []))
+        run.record.update({k: list(previous.get(run.name, {}).get(k, [])) for k in ("moved_aside", "resumed_from")})
     sweep.write("local")
     ours, setup = False, None  # the Ray this sweep started, and what it was started for
     try:
@@ -350,17 +293,23 @@ def run_local(sweep: Sweep, log=print) -> list[SweepRun]:
                 log(f"sweep: [{i}/{len(sweep.runs)}] {run.name}: finished earlier (summary.json); skipped")
                 sweep.write("local")
                 continue
+            ckpt = None
             if run.run_dir.exists():
-                move_aside(run, log)
+                ckpt, why = resumable_checkpoint(run)
+                if ckpt is None:
+                    move_aside(run, why, log)
             if ours and setup != ray_setup(run.config):
                 ray.shutdown()  # this run needs another Ray (CPUs, address) than the last one
             if not ray.is_initialized():
                 ours, setup = True, ray_setup(run.config)
-            log(f"sweep: [{i}/{len(sweep.runs)}] {run.name}: {run.setting}, seed {run.seed}")
+            log(f"sweep: [{i}/{len(sweep.runs)}] {run.name}: {run.setting}, seed {run.seed}"
+                + (f"; the unfinished attempt {why}" if ckpt else ""))
             run.record.update(status="running", started=datetime.now().isoformat(timespec="seconds"))
+            if ckpt:
+                run.record["resumed_from"].append(ckpt.name)
             sweep.write("local")
             try:
-                Orchestrator(run.config, log=log).run()
+                Orchestrator(run.config, log=log).run(resume_from=ckpt)
                 mark_finished(run)
                 log(f"sweep: {run.name}: final val mean@{run.record['eval_k']} "
                     f"{run.record['final_val_mean_at_k']:.3f} (SE {run.record['final_val_mean_at_k_se']:.3f})")

@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 
 from .config import to_yaml
-from .sweep import Sweep, SweepError, SweepRun, is_finished, mark_finished, move_aside
+from .sweep import Sweep, SweepError, SweepRun, is_finished, mark_finished, move_aside, resumable_checkpoint
 
 AGENT_WAIT_S = 120.0  # how long a submission waits for a starting head's job agent
 
@@ -30,8 +30,9 @@ TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 LOG_TAIL_LINES = 40
 
 
-def job_entrypoint(config_file: Path) -> str:
-    return f"rlscale run {shlex.quote(str(config_file))}"
+def job_entrypoint(config_file: Path, resume_dir: Path | None = None) -> str:
+    resume = f"--resume {shlex.quote(str(resume_dir))} " if resume_dir else ""
+    return f"rlscale run {resume}{shlex.quote(str(config_file))}"
 
 
 def write_job_config(sweep: Sweep, run: SweepRun) -> Path:
@@ -78,7 +79,7 @@ class JobRunner:
         previous = self.sweep.previous_records()
         for run in self.sweep.runs:
             prev = previous.get(run.name, {})
-            run.record["moved_aside"] = list(prev.get("moved_aside", []))
+            run.record.update({k: list(prev.get(k, [])) for k in ("moved_aside", "resumed_from")})
             status = _status(self.client, prev["job_id"]) if prev.get("job_id") else None
             if is_finished(run.run_dir):
                 mark_finished(run, skipped=True)
@@ -96,10 +97,16 @@ class JobRunner:
                 self.queue.append(run)
 
     def submit(self, run: SweepRun) -> None:
+        ckpt = None
         if run.run_dir.exists():
-            move_aside(run, self.log)
+            ckpt, why = resumable_checkpoint(run)
+            if ckpt is None:
+                move_aside(run, why, self.log)
+            else:
+                run.record["resumed_from"].append(ckpt.name)
+                self.log(f"sweep: {run.name}: the unfinished attempt {why}")
         config_file = write_job_config(self.sweep, run)
-        entrypoint = job_entrypoint(config_file)
+        entrypoint = job_entrypoint(config_file, run.run_dir if ckpt else None)
         try:
             meta = {"rlscale_sweep": str(self.sweep.out), "rlscale_run": run.name}
             job_id = self._submit_when_ready(entrypoint, meta)

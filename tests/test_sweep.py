@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import socket
+import shutil
 import subprocess
 import sys
 import time
@@ -145,7 +146,7 @@ def test_move_aside_keeps_the_data(tmp_path):
     sweep = plan_sweep(sweep_file(tmp_path, "seeds: [0]\n"))
     run = sweep.runs[0]
     fabricate_run(run.run_dir, run.config, finished=False)
-    moved = move_aside(run, log=lambda _: None)
+    moved = move_aside(run, "no complete checkpoint", log=lambda _: None)
     assert moved.name == "base-seed0.incomplete-1" and (moved / "metrics.jsonl").is_file()
     assert not run.run_dir.exists() and run.record["moved_aside"] == ["base-seed0.incomplete-1"]
 
@@ -200,7 +201,18 @@ def test_runs_without_non_experiment_keys_group_on_all_but_name_seed_run_dir(tmp
 # ---------------------------------------------------------------- real runs (Ray + vLLM)
 
 SHORT = "{steps: 6, eval.every: 2, eval.n_problems: 50, rollout.prompts_per_step: 16, progress: false, " \
-        "samples_per_step: 1, pretrain.eval_problems: 20, pretrain.cache_dir: %s}"
+        "samples_per_step: 1, pretrain.eval_problems: 20, pretrain.cache_dir: %s, checkpoint.every: 2}"
+
+
+def kill_after_checkpoint(run_dir: Path, step: int) -> None:
+    """Leave a finished run as a run killed after its step-`step` checkpoint was written
+    (before the next one, and before summary.json) would have left it."""
+    from rlscale.checkpoint import checkpoint_dir
+
+    (run_dir / "summary.json").unlink()
+    for ckpt in (run_dir / "checkpoints").iterdir():
+        if ckpt != checkpoint_dir(run_dir, step):
+            shutil.rmtree(ckpt)
 
 
 @pytest.mark.integration
@@ -238,6 +250,21 @@ def test_sweep_runs_skips_and_analyzes_end_to_end(tmp_path, capsys, quickstart_c
     units = [k for c in fits["comparison"] for k in (c["a"], c["b"])] + list(fits["comparison_skipped"])
     assert sorted(u.split(" (")[0] for u in units) == ["algo.lr=0.0001", "algo.lr=0.001"]
     assert all(why.startswith("sigmoid: ") for why in fits["setting_refused"].values())
+
+    # A run killed after its step-4 checkpoint continues from it when the sweep runs again.
+    killed = out / "lr=0.001-seed1"
+    kill_after_checkpoint(killed, 4)
+    capsys.readouterr()
+    assert main(["sweep", str(path), "--dry-run"]) == 0
+    assert "lr=0.001-seed1  seed 1  algo.lr=0.001  -> unfinished attempt: continues from its checkpoint at step 4" \
+        in capsys.readouterr().out
+    assert main(["sweep", str(path)]) == 0
+    assert "the unfinished attempt continues from its checkpoint at step 4" in capsys.readouterr().out
+    record = next(r for r in json.loads((out / "sweep.json").read_text())["runs"] if r["name"] == killed.name)
+    assert record["status"] == "finished" and record["resumed_from"] == ["step-000004"]
+    assert not list(out.glob("*.incomplete-*"))
+    steps = [json.loads(line)["step"] for line in (killed / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] == 6  # the log was cut back to step 4 and continued
 
 
 @pytest.mark.integration
@@ -314,3 +341,49 @@ def test_ray_job_mode_submits_follows_and_skips(tmp_path, capsys, ray_head, quic
     assert json.loads((out / "base-seed0" / "run.json").read_text())["sweep_setting"] == "base"
     assert main(["sweep", str(path), "--ray-address", ray_head, "--wait"]) == 0
     assert json.loads((out / "sweep.json").read_text())["runs"][0]["skipped"] is True
+
+
+# ---------------------------------------------------------------- a pre-training sweep (torch, no Ray)
+
+def test_pretrain_sweep_records_zoo_models_reuses_the_cache_and_analyzes(tmp_path, capsys):
+    cache = tmp_path / "cache"
+    path = sweep_file(tmp_path, "task: pretrain\nseeds: [0, 1]\ngrid: {model.zoo_size: [xs]}\n"
+                                f"overrides: {{pretrain.steps: 20, pretrain.warmup_steps: 5, pretrain.eval_problems: 8, "
+                                f"pretrain.cache_dir: {cache}}}\n")
+    assert main(["sweep", str(path), "--ray-address", "http://127.0.0.1:1"]) == 2
+    assert "task: pretrain, which runs on this machine" in capsys.readouterr().err
+    assert main(["sweep", str(path)]) == 0
+    out = tmp_path / "out"
+    plan = json.loads((out / "sweep.json").read_text())
+    assert plan["mode"] == "pretrain" and [r["status"] for r in plan["runs"]] == ["finished", "finished"]
+    for record, seed in zip(plan["runs"], (0, 1)):
+        run_dir = out / record["name"]
+        zoo = json.loads((run_dir / "zoo.json").read_text())
+        assert zoo["size"] == "xs" and zoo["reused_from_cache"] is False and zoo["pretrain"]["steps"] == 20
+        assert zoo["pretrain"]["seed"] == seed and Path(zoo["zoo_dir"]).name.startswith(f"xs-seed{seed}-")
+        assert Path(zoo["zoo_dir"]).parent == cache / "zoo" and (Path(zoo["zoo_dir"]) / "model.safetensors").is_file()
+        assert (run_dir / "pretrain_metrics.jsonl").read_text() == (Path(zoo["zoo_dir"]) / "pretrain_metrics.jsonl").read_text()
+        assert record["size"] == "xs" and record["tokens"] == 20 * 32 * 128  # the quickstart's batch and seq_len
+    capsys.readouterr()
+
+    # Again: nothing to do. A record removed: the model comes from the cache, not trained again.
+    shutil.rmtree(out / plan["runs"][1]["name"])
+    assert main(["sweep", str(path)]) == 0
+    printed = capsys.readouterr().out
+    assert "recorded earlier; skipped" in printed and "(in the cache)" in printed and "zoo: pre-training" not in printed
+    assert json.loads((out / plan["runs"][1]["name"] / "zoo.json").read_text())["reused_from_cache"] is True
+
+    # The analysis of the sweep directory: the pre-training laws (one size: refusals, with reasons).
+    assert main(["analyze", str(out), "--out", str(tmp_path / "report"), "--n-boot", "20"]) == 0
+    printed = capsys.readouterr().out
+    assert "ZOO: 2 model(s)" in printed
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "Chinchilla" in report and "zoo_frontier.png" in report and (tmp_path / "report" / "fits.json").is_file()
+    fits = json.loads((tmp_path / "report" / "fits.json").read_text())
+    assert fits["zoo"]["models"] == sorted(r["name"] for r in plan["runs"])
+    assert "at least 3 sizes" in fits["zoo"]["frontier_refused"] or "at least 3" in fits["zoo"]["frontier_refused"]
+
+    # A changed plan does not skip the models of the old one.
+    path.write_text(path.read_text().replace("pretrain.steps: 20", "pretrain.steps: 30"))
+    assert main(["sweep", str(path)]) == 2
+    assert "pretrain.steps: 20 in the run, 30 planned" in capsys.readouterr().err

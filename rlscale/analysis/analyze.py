@@ -14,11 +14,11 @@ from .compare import compare_fits, curve_points, fit_run, fit_setting
 from .density import capability_density, fit_loss_to_accuracy
 from .extrapolation import extrapolation_check
 from .fitcore import Fit, FitRefused
-from .loading import RunDirError, expand_zoo_paths, load_runs, load_zoo
+from .loading import RunDirError, expand_zoo_paths, load_runs, load_zoo, split_zoo_paths
 from .pretrain_laws import compute_optimal, fit_chinchilla, loss_frontier
 from .rl_laws import fit_entropy_reward, fit_power_law
 from . import plots
-from .report_content import build_report
+from .report_content import build_report, build_zoo_report
 
 # Outlier and small-data policy of the Chinchilla fit. Epoch's replication (Besiroglu et al.
 # 2024) leaves the runs trained on the fewest tokens out of its fit: the law does not describe
@@ -74,7 +74,12 @@ def analyze_zoo(zoo: pd.DataFrame, runs: pd.DataFrame, metric: str, n_boot: int)
         out["density_refused"] = "needs both the Chinchilla law and the loss-to-accuracy sigmoid (see above)"
         return out
     tokens = float(finals["tokens"].median())  # the zoo's training tokens D, at which sizes are compared
-    for name, run in runs.groupby("run", sort=False):
+    for _, model in finals.iterrows():  # each zoo model as pre-trained: its sampled held-out accuracy
+        row, why = _attempt(capability_density, out["chinchilla"], out["loss_to_acc"],
+                            float(model["heldout_accuracy_sampled"]), float(model["n_params"]), tokens)
+        out["density"].append({"run": model["model"], "stage": f"zoo {model['size']} (pre-trained)",
+                               **(row or {"refused": why, "accuracy": float(model["heldout_accuracy_sampled"])})})
+    for name, run in ([] if runs is None else runs.groupby("run", sort=False)):
         C, R = curve_points(run, metric, "step")
         n = run["n_params"].iloc[0]
         if len(R) == 0 or n is None or pd.isna(n):
@@ -115,6 +120,10 @@ def analyze_across_sizes(runs: pd.DataFrame, metric: str, compute: str, n_boot: 
 def analyze(run_paths, out_dir, fit_until: float | None = 0.5, zoo_paths=(), metric: str = "val_mean_at_k",
             compute: str = "cumulative_flops", drop_early: float = 0.0, n_boot: int = 1000, log=print) -> dict:
     out_dir = Path(out_dir)
+    run_paths, zoo_records = split_zoo_paths(run_paths)
+    zoo_paths = [*zoo_records, *zoo_paths]
+    if not run_paths:
+        return analyze_zoo_only(zoo_paths, out_dir, n_boot, log)
     runs = load_runs(run_paths)
     for col, what in ((metric, "--metric"), (compute, "--compute")):
         if col not in runs or runs[col].notna().sum() == 0:
@@ -180,6 +189,23 @@ def analyze(run_paths, out_dir, fit_until: float | None = 0.5, zoo_paths=(), met
     (out_dir / "report.md").write_text(report.to_markdown())
     (out_dir / "report.html").write_text(report.to_html())
     (out_dir / "fits.json").write_text(json.dumps(to_json(res), indent=2, default=_json_default))
+    res["figures"] = [str(p) for p, _ in figures]
+    return res
+
+
+def analyze_zoo_only(zoo_paths, out_dir: Path, n_boot: int, log=print) -> dict:
+    """A pre-training sweep (or zoo checkpoints) alone: the pre-training laws and the zoo's
+    capability densities, without RL runs."""
+    zoo = load_zoo(list(dict.fromkeys(expand_zoo_paths(zoo_paths))))
+    log(f"analyze: {zoo['model'].nunique()} zoo model(s), no RL runs: pre-training laws only")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    res: dict = {"runs": [], "zoo": analyze_zoo(zoo, None, "val_mean_at_k", n_boot), "fit_until": None}
+    figures = [(plots.zoo_frontier(zoo, res["zoo"]["frontier"], res["zoo"]["chinchilla"], out_dir / "zoo_frontier.png"),
+                "Zoo pre-training loss against compute, with the compute frontier")]
+    report = build_zoo_report(res, zoo, figures)
+    (out_dir / "report.md").write_text(report.to_markdown())
+    (out_dir / "report.html").write_text(report.to_html())
+    (out_dir / "fits.json").write_text(json.dumps(res, indent=2, default=_json_default))
     res["figures"] = [str(p) for p, _ in figures]
     return res
 

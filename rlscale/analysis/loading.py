@@ -67,6 +67,31 @@ def _sweep_runs(sweep_dir: Path) -> list[Path]:
     return [sweep_dir / n for n in names if (sweep_dir / n / "metrics.jsonl").is_file()]
 
 
+def split_zoo_paths(paths) -> tuple[list[Path], list[Path]]:
+    """(run paths, zoo checkpoints) among the paths given to `rlscale analyze`: a zoo
+    checkpoint (holds pretrain_metrics.jsonl), or a pre-training sweep's directory (its
+    sweep.json says task: pretrain; its records are zoo checkpoints), goes to the second."""
+    runs, zoo = [], []
+    for raw in paths:
+        p = Path(raw).expanduser()
+        if (p / "pretrain_metrics.jsonl").is_file():
+            zoo.append(p)
+            continue
+        try:
+            plan = json.loads((p / "sweep.json").read_text())
+        except (OSError, ValueError):
+            plan = None
+        if isinstance(plan, dict) and plan.get("mode") == "pretrain":
+            records = [p / r["name"] for r in plan.get("runs", []) if (p / r["name"] / "pretrain_metrics.jsonl").is_file()]
+            if not records:
+                raise RunDirError(f"{p}: a pre-training sweep with no finished model yet; run `rlscale sweep` on its "
+                                  "sweep file first")
+            zoo.extend(records)
+            continue
+        runs.append(p)
+    return runs, zoo
+
+
 def expand_run_paths(paths) -> list[Path]:
     """Each path is a run directory, or a directory of run directories (e.g. runs/, or a
     sweep's directory: then the runs its sweep.json lists)."""

@@ -23,6 +23,11 @@ REFERENCES = [
 RUN_STATUS_SHOWN = {"running": "running (or killed)", "unfinished": "unfinished (still running?)"}
 
 
+# What an untested verdict means for the user, and where a check that could fail is shown.
+UNTESTED_HINT = ("The prediction above is still made and scored; what this run cannot do is tell the law from "
+                 "\"no change\". docs/study.md shows the check on runs whose curves still rise after the fit window.")
+
+
 def check_lines(res: dict) -> list[str]:
     """The extrapolation check as plain lines (the report's box and the CLI's printout)."""
     if not res["fit_until"]:
@@ -36,16 +41,35 @@ def check_lines(res: dict) -> list[str]:
             continue
         p, ci, bounded = c["fit"].params, c["fit"].ci(), c["fit"].bounded()
         lines += [
-            f"  {name}: {c['verdict'].upper()}. fit on {c['n_fit_points']} points up to C = {c['c_cut']:.3g}, "
+            f"  {name}: final point predicted {c['predicted']:.3f} [simultaneous 95% interval "
+            f"{c['band95'][0]:.3f}, {c['band95'][1]:.3f}], measured {c['observed']:.3f}, error {c['error']:+.3f}",
+            f"    verdict {c['verdict'].upper()}: fit on {c['n_fit_points']} points up to C = {c['c_cut']:.3g}, "
             f"{c['n_held_out']} held-out point(s) out to C = {c['c_final']:.3g}",
             f"    RMSE over the held-out points: prediction {c['rmse_fit']:.4f}, "
             f"persistence {c['rmse_persistence']:.4f}"
             f" (persistence value {c['persistence']:.3f})",
-            f"    final point: predicted {c['predicted']:.3f} [simultaneous 95% interval {c['band95'][0]:.3f}, "
-            f"{c['band95'][1]:.3f}], measured {c['observed']:.3f}, error {c['error']:+.3f}",
             *[f"    {why}" for why in c["reasons"]],
+            *([f"    {UNTESTED_HINT}"] if c["verdict"] == "untested" else []),
             f"    fitted A = {with_ci(p['A'], ci['A'], bounded.get('A'))}, B = {with_ci(p['B'], ci['B'])}, "
             f"C_mid = {with_ci(p['C_mid'], ci['C_mid'])}"]
+    return lines
+
+
+def zoo_lines(zoo: dict) -> list[str]:
+    """The pre-training laws in a few plain lines (the CLI's printout for zoo models alone)."""
+    lines = [f"ZOO: {len(zoo['models'])} model(s): {', '.join(zoo['models'])}"]
+    chin = zoo["chinchilla"]
+    if chin is None:
+        lines.append(f"  NOT FITTED: {zoo['chinchilla_refused']}")
+    else:
+        ci = chin.ci()
+        lines.append("  Chinchilla law: " + ", ".join(f"{k} = {with_ci(chin.params[k], ci[k])}"
+                                                      for k in ("E", "alpha", "beta")))
+    lines += [f"  capability density of {d['run']}: "
+              + (with_ci(d["density"][0], d["density"][1:]) if "density" in d else f"not computed: {d['refused']}")
+              for d in zoo["density"]]
+    if zoo.get("density_refused"):
+        lines.append(f"  capability density: not computed: {zoo['density_refused']}")
     return lines
 
 
@@ -118,6 +142,21 @@ def _zoo_section(r: Report, zoo: dict | None, figures):
             rows.append([d["run"], d["stage"], d["accuracy"], with_ci(d["density"][0], d["density"][1:]),
                          d.get("note", "")])
     r.table(["run", "model", "accuracy", "density N_eff/N [95% CI]", "note"], rows)
+
+
+def build_zoo_report(res: dict, zoo: pd.DataFrame, figures) -> Report:
+    """The report of zoo models alone (a pre-training sweep): the models, then the laws."""
+    r = Report(f"rlscale analysis: {zoo['model'].nunique()} zoo model(s)")
+    r.heading("Models")
+    finals = zoo[zoo["final"]]
+    r.table(["model", "size", "N (matmul params)", "tokens D", "FLOPs", "final val loss", "greedy accuracy",
+             "sampled accuracy (T=1)"],
+            [[m["model"], m["size"], m["n_params"], m["tokens"], m["flops"], m["val_loss"],
+              m["heldout_accuracy_greedy"], m["heldout_accuracy_sampled"]] for _, m in finals.iterrows()])
+    _zoo_section(r, res["zoo"], figures)
+    r.heading("References")
+    r.bullets(REFERENCES)
+    return r
 
 
 def build_report(res: dict, runs: pd.DataFrame, figures) -> Report:
