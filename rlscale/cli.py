@@ -128,16 +128,27 @@ def _cmd_sweep(args) -> int:
     print("\n".join(plan_lines(sweep)))
     if args.dry_run:
         return 0
-    if pretraining:
-        from .sweep_zoo import run_pretrain_sweep
+    from .signals import Terminated, is_interrupt, sigterm_as_interrupt
 
-        failed = run_pretrain_sweep(sweep)
-    elif args.ray_address:
-        from .sweep_jobs import run_jobs
+    try:
+        with sigterm_as_interrupt():  # the orchestrator holds a signal until its step ends; this covers the rest
+            if pretraining:
+                from .sweep_zoo import run_pretrain_sweep
 
-        failed = run_jobs(sweep, args.ray_address, args.wait, args.max_running, args.poll_s)
-    else:
-        failed = run_local(sweep)
+                failed = run_pretrain_sweep(sweep)
+            elif args.ray_address:
+                from .sweep_jobs import run_jobs
+
+                failed = run_jobs(sweep, args.ray_address, args.wait, args.max_running, args.poll_s)
+            else:
+                failed = run_local(sweep)
+    except (KeyboardInterrupt, SystemExit) as e:
+        if not is_interrupt(e):
+            raise
+        print(f"\nrlscale sweep: interrupted. Finished runs are kept, and a stopped run continues from its newest "
+              f"checkpoint: run `rlscale sweep {args.sweep_file}` again (status in {sweep.plan_file})",
+              file=sys.stderr)
+        return 143 if isinstance(e, (Terminated, SystemExit)) else 130
     done = sum(r.record["status"] == "finished" for r in sweep.runs)
     print(f"sweep: {done} of {len(sweep.runs)} runs finished; plan and status in {sweep.plan_file}")
     if failed:

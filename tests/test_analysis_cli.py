@@ -3,6 +3,7 @@ small recorded run directories written by the test in the documented format."""
 
 import base64
 import json
+import shutil
 import subprocess
 import sys
 
@@ -159,3 +160,14 @@ def test_analyze_a_sweep_dir_groups_by_setting_and_compares_paired(tmp_path, cap
     assert "algo.lr=0.001 (" in row["A"].split(": ")[-1] and "higher ceiling" in row["A"]
     report = (tmp_path / "report" / "report.md").read_text()
     assert "paired bootstrap" in report and "A differs" in report
+    assert "reward_by_setting.png" in report and (tmp_path / "report" / "reward_by_setting.png").stat().st_size > 10_000
+
+    # scripts/study_tables.py reads the same sweep directory and report into docs/study.md's tables.
+    shutil.copytree(tmp_path / "report", out / "report")
+    (tmp_path / "study").mkdir()
+    (tmp_path / "study" / "recipes").symlink_to(out)
+    printed = subprocess.run([sys.executable, "scripts/study_tables.py", "--study", str(tmp_path / "study")],
+                             capture_output=True, text=True, check=True).stdout
+    assert "missing: " + str(tmp_path / "study" / "zoo") in printed  # the parts not run are named
+    rows = [line for line in printed.splitlines() if line.startswith("| algo.lr=0.0001 | algo.lr=0.001 |")]
+    assert len(rows) == 1 and "| yes |" in rows[0]  # the paired comparison, A differs

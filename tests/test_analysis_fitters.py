@@ -155,6 +155,9 @@ def test_across_sizes_recovers_k_of_n_and_refuses():
     assert fit.params["k_max"] == pytest.approx(k_max, rel=0.15)
     assert fit.params["N0"] == pytest.approx(n0, rel=0.5)
     assert fit.params["E0[2e+06]"] == pytest.approx(5.0, abs=0.5)
+    for n in sizes:  # the slope per size, k(N), with its bootstrap interval holding the truth
+        k, lo, hi = fit.derived[f"k[{n:.4g}]"]
+        assert lo <= k_max * n / (n + n0) <= hi and k == pytest.approx(k_max * n / (n + n0), rel=0.15)
     two = np.isin(N, sizes[:2])
     with pytest.raises(FitRefused, match="at least 3 sizes"):
         fit_across_sizes(np.array(N)[two], np.array(C)[two], np.array(acc)[two])

@@ -323,7 +323,7 @@ def ray_head(tmp_path):
 @pytest.mark.integration
 def test_ray_job_mode_submits_follows_and_skips(tmp_path, capsys, ray_head, quickstart_cache):
     path = sweep_file(tmp_path, "seeds: [0]\noverrides: {steps: 2, eval.every: 2, eval.n_problems: 16, "
-                                "rollout.prompts_per_step: 8, progress: false, "
+                                "rollout.prompts_per_step: 8, progress: false, checkpoint.every: 1, "
                                 f"pretrain.cache_dir: {quickstart_cache}}}\n")
     out = tmp_path / "out"
     assert main(["sweep", str(path), "--ray-address", ray_head]) == 0  # submit, do not wait
@@ -341,6 +341,14 @@ def test_ray_job_mode_submits_follows_and_skips(tmp_path, capsys, ray_head, quic
     assert json.loads((out / "base-seed0" / "run.json").read_text())["sweep_setting"] == "base"
     assert main(["sweep", str(path), "--ray-address", ray_head, "--wait"]) == 0
     assert json.loads((out / "sweep.json").read_text())["runs"][0]["skipped"] is True
+    # A job killed after its step-1 checkpoint: the next job continues the run from it.
+    kill_after_checkpoint(out / "base-seed0", 1)
+    assert main(["sweep", str(path), "--ray-address", ray_head, "--wait", "--poll-s", "2"]) == 0, \
+        capsys.readouterr().err
+    run = json.loads((out / "sweep.json").read_text())["runs"][0]
+    assert run["entrypoint"] == f"rlscale run --resume {out / 'base-seed0'} {out / 'configs' / 'base-seed0.yaml'}"
+    assert run["status"] == "finished" and run["resumed_from"] == ["step-000001"]
+    assert not list(out.glob("*.incomplete-*"))
 
 
 # ---------------------------------------------------------------- a pre-training sweep (torch, no Ray)
@@ -374,7 +382,9 @@ def test_pretrain_sweep_records_zoo_models_reuses_the_cache_and_analyzes(tmp_pat
     assert json.loads((out / plan["runs"][1]["name"] / "zoo.json").read_text())["reused_from_cache"] is True
 
     # The analysis of the sweep directory: the pre-training laws (one size: refusals, with reasons).
-    assert main(["analyze", str(out), "--out", str(tmp_path / "report"), "--n-boot", "20"]) == 0
+    # The cache's checkpoints given too are the same models: each is counted once.
+    assert main(["analyze", str(out), "--zoo", str(cache / "zoo"), "--out", str(tmp_path / "report"),
+                 "--n-boot", "20"]) == 0
     printed = capsys.readouterr().out
     assert "ZOO: 2 model(s)" in printed
     report = (tmp_path / "report" / "report.md").read_text()
@@ -387,3 +397,23 @@ def test_pretrain_sweep_records_zoo_models_reuses_the_cache_and_analyzes(tmp_pat
     path.write_text(path.read_text().replace("pretrain.steps: 20", "pretrain.steps: 30"))
     assert main(["sweep", str(path)]) == 2
     assert "pretrain.steps: 20 in the run, 30 planned" in capsys.readouterr().err
+
+
+def test_a_stopped_pretrain_sweep_says_so_and_how_to_continue(tmp_path):
+    """SIGTERM during pre-training: exit 143, the model recorded as interrupted, no half model
+    in the cache, and the message says to run the same command again."""
+    path = sweep_file(tmp_path, "task: pretrain\nseeds: [0]\n"
+                                f"overrides: {{pretrain.steps: 100000, pretrain.cache_dir: {tmp_path / 'cache'}}}\n")
+    proc = subprocess.Popen([sys.executable, "-m", "rlscale.cli", "sweep", str(path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        if line.startswith("zoo: pre-training"):
+            break
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert f"interrupted. Finished runs are kept" in err and f"run `rlscale sweep {path}` again" in err
+    assert "Traceback" not in err
+    (record,) = json.loads((tmp_path / "out" / "sweep.json").read_text())["runs"]
+    assert record["status"] == "interrupted"
+    assert not [p for p in (tmp_path / "cache" / "zoo").iterdir() if not p.name.endswith(".tmp")]

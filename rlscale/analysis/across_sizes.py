@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .fitcore import Fit, FitRefused, fit_checked, require_points, single_threaded_blas
+from .fitcore import Fit, FitRefused, derive, fit_checked, require_points, single_threaded_blas
 
 TAN = "Tan et al. log Err = -k(N) log C + E0(N), k(N) = k_max N/(N+N0)"
 
@@ -78,8 +78,13 @@ def fit_across_sizes(N, C, accuracy, groups=None, n_boot: int = 500, seed: int =
         return np.exp(-k_of_n(q[0], q[1], NC[:, 0]) * np.log(NC[:, 1]) + e0)
 
     names = ["k_max", "N0"] + [f"E0[{s:.4g}]" for s in sizes]
-    fit = Fit(TAN, names, to_public(p), to_public(boot) if len(boot) else boot, len(y), unit,
-              float(np.sqrt(np.mean(res ** 2))), model=model,
+    public, public_boot = to_public(p), to_public(boot) if len(boot) else boot
+    ok = public_boot[np.all(np.isfinite(public_boot), axis=1)] if len(public_boot) else public_boot
+    # The slope each size learns at, k(N): the law's headline per size (Tan et al. Eq. 2).
+    derived = {f"k[{s:.4g}]": derive(k_of_n(public[0], public[1], s),
+                                     k_of_n(ok[:, 0], ok[:, 1], s) if len(ok) else np.array([])) for s in sizes}
+    fit = Fit(TAN, names, public, public_boot, len(y), unit,
+              float(np.sqrt(np.mean(res ** 2))), model=model, derived=derived,
               fixed={"sizes": [float(s) for s in sizes], "points_per_size": per_size},
               notes=["rmse is of log-error residuals; E0 is the intercept at C = 1 in the compute units given."])
     return fit

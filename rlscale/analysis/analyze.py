@@ -14,7 +14,7 @@ from .compare import compare_fits, curve_points, fit_run, fit_setting
 from .density import capability_density, fit_loss_to_accuracy
 from .extrapolation import extrapolation_check
 from .fitcore import Fit, FitRefused
-from .loading import RunDirError, expand_zoo_paths, load_runs, load_zoo, split_zoo_paths
+from .loading import RunDirError, expand_zoo_paths, load_runs, load_zoo, split_zoo_paths, unique_zoo_models
 from .pretrain_laws import compute_optimal, fit_chinchilla, loss_frontier
 from .rl_laws import fit_entropy_reward, fit_power_law
 from . import plots
@@ -167,7 +167,7 @@ def analyze(run_paths, out_dir, fit_until: float | None = 0.5, zoo_paths=(), met
         (res["entropy"] if fit else res["entropy_refused"])[name] = fit or why
 
     res["across_sizes"] = analyze_across_sizes(runs, metric, compute, n_boot)
-    zoo_dirs = list(dict.fromkeys((expand_zoo_paths(zoo_paths) if zoo_paths else []) + zoo_dirs_of_runs(runs)))
+    zoo_dirs = unique_zoo_models((expand_zoo_paths(zoo_paths) if zoo_paths else []) + zoo_dirs_of_runs(runs))
     zoo = load_zoo(zoo_dirs) if zoo_dirs else None
     res["zoo"] = analyze_zoo(zoo, runs, metric, n_boot) if zoo is not None else None
 
@@ -177,6 +177,10 @@ def analyze(run_paths, out_dir, fit_until: float | None = 0.5, zoo_paths=(), met
                (plots.reward_vs_entropy(runs, res["entropy"], "reward_mean", out_dir / "reward_vs_entropy.png"),
                 "Training reward against token entropy with Cui et al.'s law"),
                (plots.step_panels(runs, out_dir / "step_panels.png"), "Per-step training signals")]
+    if res["setting_sigmoid"]:
+        figures.append((plots.reward_by_setting(runs, res["setting_sigmoid"], metric, compute,
+                                                out_dir / "reward_by_setting.png"),
+                        "Settings compared: seeds pooled per setting, with the pooled fit's 95% band"))
     if zoo is not None:
         figures.append((plots.zoo_frontier(zoo, res["zoo"]["frontier"], res["zoo"]["chinchilla"],
                                            out_dir / "zoo_frontier.png"),
@@ -196,7 +200,7 @@ def analyze(run_paths, out_dir, fit_until: float | None = 0.5, zoo_paths=(), met
 def analyze_zoo_only(zoo_paths, out_dir: Path, n_boot: int, log=print) -> dict:
     """A pre-training sweep (or zoo checkpoints) alone: the pre-training laws and the zoo's
     capability densities, without RL runs."""
-    zoo = load_zoo(list(dict.fromkeys(expand_zoo_paths(zoo_paths))))
+    zoo = load_zoo(unique_zoo_models(expand_zoo_paths(zoo_paths)))
     log(f"analyze: {zoo['model'].nunique()} zoo model(s), no RL runs: pre-training laws only")
     out_dir.mkdir(parents=True, exist_ok=True)
     res: dict = {"runs": [], "zoo": analyze_zoo(zoo, None, "val_mean_at_k", n_boot), "fit_until": None}

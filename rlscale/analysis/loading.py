@@ -201,6 +201,21 @@ def expand_zoo_paths(paths) -> list[Path]:
     return list(dict.fromkeys(out))
 
 
+def unique_zoo_models(paths) -> list[Path]:
+    """Each model once: a pre-training sweep's record (its zoo.json names the checkpoint it
+    copied) and that checkpoint in the cache are the same model; the first one given is kept."""
+    seen, out = set(), []
+    for p in paths:
+        try:
+            identity = Path(json.loads((p / "zoo.json").read_text())["zoo_dir"]).resolve()
+        except (OSError, ValueError, KeyError, TypeError):
+            identity = Path(p).resolve()
+        if identity not in seen:
+            seen.add(identity)
+            out.append(p)
+    return out
+
+
 def load_zoo(paths) -> pd.DataFrame:
     """Zoo pre-training curves: one row per logged pre-training step per checkpoint, with
     `model` (the checkpoint's directory name), `size`, `final` (True on its last row) and the

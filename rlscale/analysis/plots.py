@@ -85,6 +85,36 @@ def reward_vs_compute(runs: pd.DataFrame, fits: dict, checks: dict, metric: str,
     return _save(fig, path)
 
 
+def reward_by_setting(runs: pd.DataFrame, setting_fits: dict, metric: str, compute: str, path: Path) -> Path:
+    """One colour per setting: its seeds' measured points and the sigmoid pooled over them,
+    with the curve's 95% bootstrap band (whole runs resampled). The figure for comparing
+    settings; reward_vs_compute shows each run's own fits and checks."""
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    for i, (key, fit) in enumerate(setting_fits.items()):
+        color, label = COLORS[i % len(COLORS)], key.split(" (")[0]
+        members = runs[runs["setting"] == label]
+        C_all = []
+        for _, run in members.groupby("run", sort=False):
+            C, R = curve_points(run, metric, compute)
+            pos = C > 0
+            ax.scatter(C[pos], R[pos], color=color, s=12, alpha=0.45, zorder=3)
+            C_all.append(C[pos])
+        C_all = np.concatenate(C_all) if C_all else np.array([1.0])
+        grid = np.geomspace(C_all.min() / 2, C_all.max() * 3, 200)
+        lo, hi = fit.band(grid)
+        n_seeds = members["run"].nunique()
+        ax.plot(grid, fit.predict(grid), color=color, lw=2,
+                label=f"{label} ({n_seeds} seeds): A={fit.params['A']:.3f}, B={fit.params['B']:.2f}")
+        ax.fill_between(grid, lo, hi, color=color, alpha=0.15)
+    _log_x(ax)
+    ax.set_xlabel(COMPUTE_LABEL.get(compute, compute) + ", log scale")
+    ax.set_ylabel(METRIC_LABEL.get(metric, metric))
+    ax.set_title("Settings compared: each setting's seeds (points) and their pooled ScaleRL sigmoid\n"
+                 "(band: 95% bootstrap over whole runs)", fontsize=10.5)
+    ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.15), framealpha=0.9)
+    return _save(fig, path)
+
+
 def reward_vs_entropy(runs: pd.DataFrame, fits: dict, metric: str, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(8, 5.5))
     for i, (name, run) in enumerate(runs.groupby("run", sort=False)):

@@ -176,6 +176,7 @@ def build_report(res: dict, runs: pd.DataFrame, figures) -> Report:
         r.heading("Seeds of one setting pooled (whole runs resampled where there are 3+ seeds)", 3)
         r.table(headers, _sigmoid_rows(res["setting_sigmoid"]))
         _refusals(r, res["setting_refused"])
+        _figure(r, figures, "reward_by_setting")
     if res["comparison"] or res.get("comparison_skipped"):
         r.heading("Comparison: paired bootstrap of the differences (A first; B and C_mid only where A does not "
                   "differ)", 3)
@@ -200,7 +201,8 @@ def build_report(res: dict, runs: pd.DataFrame, figures) -> Report:
         _refusals(r, {"Tan et al. law": tan["refused"]})
     else:
         ci = tan["fit"].ci()
-        r.table(["parameter", "value [95% CI]"], [[k, with_ci(v, ci[k])] for k, v in tan["fit"].params.items()])
+        r.table(["parameter", "value [95% CI]"], [[k, with_ci(v, ci[k])] for k, v in tan["fit"].params.items()]
+                + [[k, with_ci(v[0], v[1:])] for k, v in tan["fit"].derived.items()])
         _figure(r, figures, "error_across_sizes")
     _zoo_section(r, res["zoo"], figures)
 
