@@ -89,8 +89,9 @@ class JobRunner:
                                   entrypoint=prev.get("entrypoint"))
                 self.live[run.name] = run
                 self.log(f"sweep: {run.name}: job {prev['job_id']} submitted earlier is {status}; following it")
-            elif status == "SUCCEEDED":
+            elif status == "SUCCEEDED" and not run.run_dir.exists():
                 # The job finished, but its run directory is not visible here (no shared filesystem).
+                # (A directory that is here without summary.json is a run stopped since: queued, to continue.)
                 run.record.update(status="finished", job_id=prev["job_id"], job_status=status,
                                   note=f"summary.json not found under {run.run_dir} on this machine")
             else:

@@ -28,14 +28,37 @@ def table(headers: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
+def run_seconds(run_dir: Path) -> float | None:
+    """A run's wall seconds from its own logs: run.json's start (once its base model is
+    ready; pre-training counts in the zoo part) to its finish, less the time it lay stopped
+    before each resume (from the logged time of the step it resumed from to the resume)."""
+    info = json.loads((run_dir / "run.json").read_text())
+    if "started" not in info or "finished_unix" not in info:
+        return None  # not a run rlscale ran (e.g. rlscale.analysis.synthetic's)
+    times = {}
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        times[row["step"]] = row["time"]
+    total = info["finished_unix"] - datetime.fromisoformat(info["started"]).timestamp()
+    for r in info.get("resumed", []):
+        total -= datetime.fromisoformat(r["at"]).timestamp() - times[r["from_step"]]
+    return total
+
+
 def runtime_minutes(sweep_dir: Path) -> tuple[float, int]:
-    """Wall minutes the sweep's runs took (from their start and end times), and how many ran."""
+    """Wall minutes of the sweep's finished runs, and how many. A pre-training sweep's
+    models count their pre-training seconds (base_eval.json), whichever run trained them."""
     plan = json.loads((sweep_dir / "sweep.json").read_text())
     total, n = 0.0, 0
     for r in plan["runs"]:
-        if r.get("started") and r.get("ended") and not r.get("skipped"):
-            total += (datetime.fromisoformat(r["ended"]) - datetime.fromisoformat(r["started"])).total_seconds()
-            n += 1
+        run_dir = sweep_dir / r["name"]
+        if (run_dir / "base_eval.json").is_file() and not (run_dir / "run.json").is_file():
+            total += json.loads((run_dir / "base_eval.json").read_text())["train_seconds"]
+        elif (run_dir / "summary.json").is_file() and (seconds := run_seconds(run_dir)) is not None:
+            total += seconds
+        else:
+            continue
+        n += 1
     return total / 60, n
 
 
@@ -73,6 +96,17 @@ def check_table(fits: dict) -> str:
                f"largest |error| {max(errors):.3f}." if errors else "")
     return table(["run", "fit until C", "final predicted [sim. 95%]", "final measured", "error", "verdict",
                   "RMSE fit / persistence"], rows) + summary
+
+
+def setting_check_table(fits: dict) -> str:
+    rows = []
+    for setting, c in fits.get("setting_checks", {}).items():
+        if "refused" in c:
+            rows.append([setting, c["members"], "-", f"{c['observed']:.3f}", "-", "no prediction: " + c["refused"]])
+            continue
+        rows.append([setting, c["members"], f"{c['predicted']:.3f} [{c['band95'][0]:.3f}, {c['band95'][1]:.3f}]",
+                     f"{c['observed']:.3f}", f"{c['error']:+.3f}", "yes" if c["inside"] else "no"])
+    return table(["setting", "seeds", "mean final predicted [95%]", "mean final measured", "error", "inside"], rows)
 
 
 def comparison_table(fits: dict) -> str:
@@ -124,12 +158,14 @@ def density_table(z: dict) -> str:
 
 def tan_table(fits: dict) -> str:
     t = fits["across_sizes"]
+    slopes = table(["N (base model)", "k, each size alone [95% CI]"],
+                   [[n, ci(k[0], k[1:])] for n, k in t.get("slopes", {}).items()]) + "\n\n"
     if t["fit"] is None:
-        return f"Tan et al. law: not fitted. {t['refused']}"
+        return slopes + f"Tan et al. law: not fitted. {t['refused']}"
     f = t["fit"]
     rows = [[k, ci(v, f["ci95"][k])] for k, v in f["params"].items()]
     rows += [[k, ci(v["value"], v["ci95"])] for k, v in f["derived"].items()]
-    return table(["parameter", "value [95% CI]"], rows)
+    return slopes + table(["parameter", "value [95% CI]"], rows)
 
 
 def main() -> None:
@@ -145,7 +181,7 @@ def main() -> None:
             rows.append([title, n, f"{minutes:.1f}"])
         else:
             rows.append([title, 0, f"missing: {study / part} has no sweep.json"])
-    print(table(["part", "runs run", "wall minutes"], rows))
+    print(table(["part", "runs", "wall minutes"], rows))
     if (study / "zoo" / "sweep.json").is_file():
         print("\n## Zoo\n\n" + zoo_tables(study))
     for part in ("sizes", "recipes"):
@@ -155,7 +191,8 @@ def main() -> None:
             continue
         fits = json.loads(fits_file.read_text())
         print(f"\n## {parts[part]}\n\n" + sigmoid_tables(fits))
-        print("\n### 50% extrapolations\n\n" + check_table(fits))
+        print("\n### 50% extrapolations, seeds pooled\n\n" + setting_check_table(fits))
+        print("\n### 50% extrapolations, each run\n\n" + check_table(fits))
         if fits["comparison"]:
             print("\n### Paired comparisons\n\n" + comparison_table(fits))
         if part == "sizes":

@@ -75,6 +75,23 @@ def test_a_run_still_writing_loads_without_its_cut_off_line(tmp_path):
     assert df["step"].max() == 20
 
 
+def test_seeds_pooled_extrapolation_predicts_their_mean_final(tmp_path):
+    """Three seeds drawn from one law (A 0.8, half the gain by a third of the budget): the
+    sigmoid pooled over their first halves predicts their mean final accuracy within noise."""
+    from rlscale.analysis import setting_extrapolation
+
+    for seed in range(3):
+        write_run(tmp_path / f"s{seed}", A=0.8, r0=0.3, c_mid=5e13, seed=seed, steps=160, eval_every=5,
+                  flops_per_step=1e12, n_problems=500, overrides=("sweep_setting=base",))
+    runs = load_runs([tmp_path])
+    check = setting_extrapolation(runs, 0.5, "val_mean_at_k", "cumulative_flops", n_boot=100)
+    assert check["members"] == 3 and check["c_cut"] == pytest.approx(0.5 * 160e12, rel=0.01)
+    assert check["fit"].n_points < len(runs[runs.val_mean_at_k.notna()])  # only the first half was fitted
+    assert check["inside"] and abs(check["error"]) < 0.03
+    lo, hi = check["band95"]
+    assert lo < check["observed"] < hi and hi - lo < 0.2
+
+
 def test_extrapolation_check_predicts_the_final_evaluation(recorded):
     run = load_runs([recorded / "runs" / "base-s0"])
     check = extrapolation_check(run, 0.6, "val_mean_at_k", "cumulative_flops", n_boot=100)
@@ -94,7 +111,8 @@ def test_analyze_writes_every_file(recorded, tmp_path, capsys):
     assert rc == 0
     printed = capsys.readouterr().out
     assert "EXTRAPOLATION CHECK" in printed and "predicted" in printed and str(out / "report.html") in printed
-    pngs = {"reward_vs_compute.png", "reward_vs_entropy.png", "step_panels.png", "zoo_frontier.png"}
+    pngs = {"reward_vs_compute.png", "reward_by_setting.png", "reward_vs_entropy.png", "step_panels.png",
+            "zoo_frontier.png"}  # reward_by_setting: base-s0 and base-s1 are two seeds of one setting
     assert pngs | {"report.md", "report.html", "fits.json"} <= {p.name for p in out.iterdir()}
     for name in pngs:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -158,6 +158,12 @@ def test_across_sizes_recovers_k_of_n_and_refuses():
     for n in sizes:  # the slope per size, k(N), with its bootstrap interval holding the truth
         k, lo, hi = fit.derived[f"k[{n:.4g}]"]
         assert lo <= k_max * n / (n + n0) <= hi and k == pytest.approx(k_max * n / (n + n0), rel=0.15)
+    from rlscale.analysis.across_sizes import slopes_per_size
+
+    slopes = slopes_per_size(N, C, acc, groups=np.repeat(np.arange(len(sizes)), 12), n_boot=BOOT)
+    for n in sizes:  # each size's slope alone (bootstrap over points here: one run per size)
+        k, lo, hi = slopes[n]
+        assert k == pytest.approx(k_max * n / (n + n0), abs=0.01) and lo <= k <= hi
     two = np.isin(N, sizes[:2])
     with pytest.raises(FitRefused, match="at least 3 sizes"):
         fit_across_sizes(np.array(N)[two], np.array(C)[two], np.array(acc)[two])

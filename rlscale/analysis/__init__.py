@@ -12,7 +12,7 @@ See docs/analysis.md for the laws and their references.
 
 from .across_sizes import fit_across_sizes
 from .compare import compare_fits, paired_difference
-from .extrapolation import extrapolation_check
+from .extrapolation import extrapolation_check, setting_extrapolation
 from .density import capability_density, fit_loss_to_accuracy
 from .fitcore import Fit, FitRefused
 from .loading import RunDirError, load_run, load_runs, load_zoo
@@ -21,6 +21,6 @@ from .rl_laws import fit_entropy_reward, fit_power_law
 from .sigmoid import fit_sigmoid, sigmoid_curve
 
 __all__ = ["Fit", "FitRefused", "RunDirError", "capability_density", "compare_fits", "compute_optimal",
-           "extrapolation_check", "fit_across_sizes", "fit_chinchilla", "fit_entropy_reward",
+           "extrapolation_check", "setting_extrapolation", "fit_across_sizes", "fit_chinchilla", "fit_entropy_reward",
            "fit_loss_to_accuracy", "fit_power_law", "fit_sigmoid", "load_run", "load_runs", "load_zoo",
            "loss_frontier", "paired_difference", "sigmoid_curve"]

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .across_sizes import fit_across_sizes
+from .across_sizes import fit_across_sizes, slopes_per_size
 from .compare import compare_fits, curve_points, fit_run, fit_setting
 from .density import capability_density, fit_loss_to_accuracy
-from .extrapolation import extrapolation_check
+from .extrapolation import extrapolation_check, setting_extrapolation
 from .fitcore import Fit, FitRefused
 from .loading import RunDirError, expand_zoo_paths, load_runs, load_zoo, split_zoo_paths, unique_zoo_models
 from .pretrain_laws import compute_optimal, fit_chinchilla, loss_frontier
@@ -114,7 +114,8 @@ def analyze_across_sizes(runs: pd.DataFrame, metric: str, compute: str, n_boot: 
                            "err": 1 - rows[metric].astype(float), "run": rows["run"]})
     fit, why = _attempt(fit_across_sizes, points["n_params"], points["C"], 1 - points["err"],
                         groups=points["run"].to_numpy(), n_boot=n_boot)
-    return {"fit": fit, "refused": why, "points": points}
+    slopes = slopes_per_size(points["n_params"], points["C"], 1 - points["err"], points["run"].to_numpy(), n_boot)
+    return {"fit": fit, "refused": why, "points": points, "slopes": slopes if len(slopes) >= 2 else {}}
 
 
 def analyze(run_paths, out_dir, fit_until: float | None = 0.5, zoo_paths=(), metric: str = "val_mean_at_k",
@@ -153,10 +154,14 @@ def analyze(run_paths, out_dir, fit_until: float | None = 0.5, zoo_paths=(), met
     units = {k: v for k, v in units.items() if v is not None}
     res["comparison"] = compare_fits(units) if len(units) >= 2 else []
 
-    res["checks"] = {}
+    res["checks"], res["setting_checks"] = {}, {}
     if fit_until:
         for name, run in runs.groupby("run", sort=False):
             res["checks"][name] = extrapolation_check(run, fit_until, metric, compute, drop_early, n_boot)
+        for setting, group in runs.groupby("setting", sort=False):
+            if group["run"].nunique() >= 2:
+                res["setting_checks"][setting] = setting_extrapolation(group, fit_until, metric, compute, drop_early,
+                                                                       n_boot)
 
     res["entropy"], res["entropy_refused"] = {}, {}
     for name, run in runs.groupby("run", sort=False):
@@ -230,5 +235,6 @@ def to_json(res: dict) -> dict:
     """fits.json: every fit as {law, params, ci95, n_points, bootstrap, ...}, every refusal as text."""
     out = {k: v for k, v in res.items() if k not in ("checks", "across_sizes")}
     out["checks"] = {k: {kk: vv for kk, vv in c.items()} for k, c in res["checks"].items()}
-    out["across_sizes"] = {"fit": res["across_sizes"]["fit"], "refused": res["across_sizes"]["refused"]}
+    out["across_sizes"] = {"fit": res["across_sizes"]["fit"], "refused": res["across_sizes"]["refused"],
+                           "slopes": {f"{n:.4g}": list(k) for n, k in res["across_sizes"]["slopes"].items()}}
     return out

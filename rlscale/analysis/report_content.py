@@ -52,6 +52,13 @@ def check_lines(res: dict) -> list[str]:
             *([f"    {UNTESTED_HINT}"] if c["verdict"] == "untested" else []),
             f"    fitted A = {with_ci(p['A'], ci['A'], bounded.get('A'))}, B = {with_ci(p['B'], ci['B'])}, "
             f"C_mid = {with_ci(p['C_mid'], ci['C_mid'])}"]
+    for setting, c in res.get("setting_checks", {}).items():
+        if "refused" in c:
+            lines.append(f"  {setting} ({c['members']} seeds pooled): NO PREDICTION. {c['refused']}")
+            continue
+        lines.append(f"  {setting} ({c['members']} seeds pooled): mean final predicted {c['predicted']:.3f} "
+                     f"[95% interval {c['band95'][0]:.3f}, {c['band95'][1]:.3f}], measured {c['observed']:.3f}, "
+                     f"error {c['error']:+.3f} ({'inside' if c['inside'] else 'OUTSIDE'} the interval)")
     return lines
 
 
@@ -125,12 +132,17 @@ def _zoo_section(r: Report, zoo: dict | None, figures):
         moved = policy.get("with_left_out")
         moved_text = ("; ".join(f"{k} {v['value']:.4g} ({v['shift_in_se']:+.1f} SE)" if v["shift_in_se"] is not None
                                 else f"{k} {v['value']:.4g}" for k, v in moved.items())
-                      if isinstance(moved, dict) else moved or "nothing was left out")
+                      if isinstance(moved, dict) else moved or ("nothing was left out" if not policy["n_left_out"]
+                                                                else "not compared (the law was not fitted)"))
         r.text(f"Outlier policy: {policy['rule']}; {policy['n_left_out']} of "
                f"{policy['n_left_out'] + policy['n_kept']} points left out. With them put back: {moved_text}.")
     r.heading("Capability density (Xiao et al.)", 3)
     if zoo["loss_to_acc"] is None:
         _refusals(r, {"loss-to-accuracy sigmoid": zoo["loss_to_acc_refused"]})
+    else:
+        f, ci = zoo["loss_to_acc"], zoo["loss_to_acc"].ci()
+        r.text(f"Accuracy from loss, {f.law}, over the zoo models' final loss and sampled held-out accuracy: "
+               f"gamma = {with_ci(f.params['gamma'], ci['gamma'])}, l0 = {with_ci(f.params['l0'], ci['l0'])}.")
     if zoo.get("density_refused"):
         _refusals(r, {"capability density": zoo["density_refused"]})
         return
@@ -165,6 +177,9 @@ def build_report(res: dict, runs: pd.DataFrame, figures) -> Report:
            f"{res['n_boot']} bootstrap resamples per fit; intervals are 95% percentile intervals.")
     r.heading("Extrapolation check")
     r.box(check_lines(res))
+    if res.get("setting_checks"):
+        r.text("Seeds of one setting pooled: one sigmoid through every seed's points up to the cut, predicting the "
+               "seeds' mean final measurement (whose own noise is sqrt(seeds) smaller than one run's).")
     _figure(r, figures, "reward_vs_compute")
 
     r.heading("RL compute curves: ScaleRL sigmoid R(C) = R0 + (A - R0) / (1 + (C_mid/C)^B)")
@@ -197,6 +212,10 @@ def build_report(res: dict, runs: pd.DataFrame, figures) -> Report:
 
     r.heading("RL across base-model sizes: log Err = -k(N) log C + E0(N) (Tan et al.)")
     tan = res["across_sizes"]
+    if tan.get("slopes"):
+        r.text("The slope k of -log Err against log C for each size alone (least squares; bootstrap over the size's "
+               "runs), without the law's form k(N) = k_max N/(N + N0):")
+        r.table(["N (base model)", "k [95% CI]"], [[n, with_ci(k[0], k[1:])] for n, k in tan["slopes"].items()])
     if tan["fit"] is None:
         _refusals(r, {"Tan et al. law": tan["refused"]})
     else:
