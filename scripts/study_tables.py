@@ -141,7 +141,7 @@ def zoo_tables(study: Path) -> str:
             f = z["chinchilla"]
             out.append("Chinchilla law: " + ", ".join(f"{k} = {ci(v, f['ci95'][k])}" for k, v in f["params"].items()))
         else:
-            out.append(f"Chinchilla law: not fitted. {z['chinchilla_refused']}")
+            out.append(f"Not fitted: {z['chinchilla_refused']}")
         out.append("")
         out.append(density_table(z))
     return "\n".join(out)
@@ -149,7 +149,7 @@ def zoo_tables(study: Path) -> str:
 
 def density_table(z: dict) -> str:
     if z.get("density_refused"):
-        return f"Capability density: not computed. {z['density_refused']}"
+        return f"Capability density: not computed; it {z['density_refused']}"
     rows = [[d["run"], d["stage"], f"{d['accuracy']:.3f}",
              ci(d["density"][0], d["density"][1:]) if "density" in d else "-", d.get("note") or d.get("refused", "")]
             for d in z["density"]]
@@ -161,7 +161,7 @@ def tan_table(fits: dict) -> str:
     slopes = table(["N (base model)", "k, each size alone [95% CI]"],
                    [[n, ci(k[0], k[1:])] for n, k in t.get("slopes", {}).items()]) + "\n\n"
     if t["fit"] is None:
-        return slopes + f"Tan et al. law: not fitted. {t['refused']}"
+        return slopes + f"Not fitted: {t['refused']}"
     f = t["fit"]
     rows = [[k, ci(v, f["ci95"][k])] for k, v in f["params"].items()]
     rows += [[k, ci(v["value"], v["ci95"])] for k, v in f["derived"].items()]
