@@ -21,7 +21,6 @@ import itertools
 import json
 import os
 import re
-import traceback
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -33,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .config import ConfigError, RunConfig, load_config
 from .modelpath import ModelPathError, check_model_path
 from .sweep_state import (SweepError, check_finished_runs, flat as _flat, incomplete_path, is_finished,  # noqa: F401 (re-exported)
-                          mark_finished, move_aside, resumable_checkpoint)
+                          mark_finished, move_aside, recorded_attempt, resumable_checkpoint)
 
 # The sweep sets these for each run itself.
 PER_RUN_KEYS = ("seed", "name", "run_dir", "sweep_setting")
@@ -308,23 +307,12 @@ def run_local(sweep: Sweep, log=print) -> list[SweepRun]:
             if ckpt:
                 run.record["resumed_from"].append(ckpt.name)
             sweep.write("local")
-            try:
+            # After a failure, the next run starts on a fresh Ray, whatever state this one left.
+            with recorded_attempt(sweep, run, "local", log, on_failure=ray.shutdown if ours else None):
                 Orchestrator(run.config, log=log).run(resume_from=ckpt)
                 mark_finished(run)
                 log(f"sweep: {run.name}: final val mean@{run.record['eval_k']} "
                     f"{run.record['final_val_mean_at_k']:.3f} (SE {run.record['final_val_mean_at_k_se']:.3f})")
-            except Exception as e:  # noqa: BLE001  (one failed run must not stop the others)
-                run.record.update(status="failed", error=f"{type(e).__name__}: {e}",
-                                  traceback=traceback.format_exc().splitlines()[-30:])
-                log(f"sweep: {run.name} failed: {type(e).__name__}: {e}")
-                if ours:
-                    ray.shutdown()  # the next run starts on a fresh Ray, whatever state this one left
-            except BaseException:
-                run.record["status"] = "interrupted"
-                raise
-            finally:
-                run.record["ended"] = datetime.now().isoformat(timespec="seconds")
-                sweep.write("local")
     finally:
         if ours and ray.is_initialized():
             ray.shutdown()

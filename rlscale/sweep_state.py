@@ -4,6 +4,9 @@ another plan. Shared by local sweeps (sweep.py) and Ray-job sweeps (sweep_jobs.p
 from __future__ import annotations
 
 import json
+import traceback
+from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -112,3 +115,24 @@ def check_finished_runs(sweep: Sweep) -> None:
     if problems:
         raise SweepError(f"{sweep.out} holds finished runs of another plan (the sweep file changed since they "
                          "ran); set another out: for the new plan, or move these runs away:\n" + "\n".join(problems))
+
+
+@contextmanager
+def recorded_attempt(sweep: Sweep, run: SweepRun, mode: str, log=print, on_failure=None):
+    """One run's attempt: an exception is recorded as the run's failure (with its traceback)
+    and the sweep goes on; an interruption is recorded and raised; either way the end time
+    is recorded and sweep.json rewritten."""
+    try:
+        yield
+    except Exception as e:  # noqa: BLE001  (one failed run must not stop the others)
+        run.record.update(status="failed", error=f"{type(e).__name__}: {e}",
+                          traceback=traceback.format_exc().splitlines()[-30:])
+        log(f"sweep: {run.name} failed: {type(e).__name__}: {e}")
+        if on_failure is not None:
+            on_failure()
+    except BaseException:
+        run.record["status"] = "interrupted"
+        raise
+    finally:
+        run.record["ended"] = datetime.now().isoformat(timespec="seconds")
+        sweep.write(mode)

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import traceback
 from datetime import datetime
 from pathlib import Path
 
-from .sweep import Sweep, SweepRun, is_finished
+from .sweep import Sweep, SweepRun, is_finished, recorded_attempt
 
 RECORD_FILES = ("pretrain_metrics.jsonl", "base_eval.json")
 SUMMARY_KEYS = ("size", "n_params", "tokens", "flops", "final_val_loss", "heldout_accuracy_greedy",
@@ -56,17 +55,7 @@ def run_pretrain_sweep(sweep: Sweep, log=print) -> list[SweepRun]:
             + (" (in the cache)" if cached else ""))
         run.record.update(status="running", started=datetime.now().isoformat(timespec="seconds"))
         sweep.write("pretrain")
-        try:
+        with recorded_attempt(sweep, run, "pretrain", log):
             path = pretrain(size, cfg, log=log)
             run.record.update(status="finished", skipped=False, **write_record(run, path, reused=cached))
-        except Exception as e:  # noqa: BLE001  (one failed model must not stop the others)
-            run.record.update(status="failed", error=f"{type(e).__name__}: {e}",
-                              traceback=traceback.format_exc().splitlines()[-30:])
-            log(f"sweep: {run.name} failed: {type(e).__name__}: {e}")
-        except BaseException:
-            run.record["status"] = "interrupted"
-            raise
-        finally:
-            run.record["ended"] = datetime.now().isoformat(timespec="seconds")
-            sweep.write("pretrain")
     return [r for r in sweep.runs if r.record["status"] == "failed"]

@@ -356,7 +356,7 @@ def test_ray_job_mode_submits_follows_and_skips(tmp_path, capsys, ray_head, quic
 def test_pretrain_sweep_records_zoo_models_reuses_the_cache_and_analyzes(tmp_path, capsys):
     cache = tmp_path / "cache"
     path = sweep_file(tmp_path, "task: pretrain\nseeds: [0, 1]\ngrid: {model.zoo_size: [xs]}\n"
-                                f"overrides: {{pretrain.steps: 20, pretrain.warmup_steps: 5, pretrain.eval_problems: 8, "
+                                f"overrides: {{pretrain.steps: 6, pretrain.warmup_steps: 2, pretrain.eval_problems: 2, "
                                 f"pretrain.cache_dir: {cache}}}\n")
     assert main(["sweep", str(path), "--ray-address", "http://127.0.0.1:1"]) == 2
     assert "task: pretrain, which runs on this machine" in capsys.readouterr().err
@@ -367,11 +367,11 @@ def test_pretrain_sweep_records_zoo_models_reuses_the_cache_and_analyzes(tmp_pat
     for record, seed in zip(plan["runs"], (0, 1)):
         run_dir = out / record["name"]
         zoo = json.loads((run_dir / "zoo.json").read_text())
-        assert zoo["size"] == "xs" and zoo["reused_from_cache"] is False and zoo["pretrain"]["steps"] == 20
+        assert zoo["size"] == "xs" and zoo["reused_from_cache"] is False and zoo["pretrain"]["steps"] == 6
         assert zoo["pretrain"]["seed"] == seed and Path(zoo["zoo_dir"]).name.startswith(f"xs-seed{seed}-")
         assert Path(zoo["zoo_dir"]).parent == cache / "zoo" and (Path(zoo["zoo_dir"]) / "model.safetensors").is_file()
         assert (run_dir / "pretrain_metrics.jsonl").read_text() == (Path(zoo["zoo_dir"]) / "pretrain_metrics.jsonl").read_text()
-        assert record["size"] == "xs" and record["tokens"] == 20 * 32 * 128  # the quickstart's batch and seq_len
+        assert record["size"] == "xs" and record["tokens"] == 6 * 32 * 128  # the quickstart's batch and seq_len
     capsys.readouterr()
 
     # Again: nothing to do. A record removed: the model comes from the cache, not trained again.
@@ -394,9 +394,9 @@ def test_pretrain_sweep_records_zoo_models_reuses_the_cache_and_analyzes(tmp_pat
     assert "at least 3 sizes" in fits["zoo"]["frontier_refused"] or "at least 3" in fits["zoo"]["frontier_refused"]
 
     # A changed plan does not skip the models of the old one.
-    path.write_text(path.read_text().replace("pretrain.steps: 20", "pretrain.steps: 30"))
+    path.write_text(path.read_text().replace("pretrain.steps: 6", "pretrain.steps: 7"))
     assert main(["sweep", str(path)]) == 2
-    assert "pretrain.steps: 20 in the run, 30 planned" in capsys.readouterr().err
+    assert "pretrain.steps: 6 in the run, 7 planned" in capsys.readouterr().err
 
 
 def test_a_stopped_pretrain_sweep_says_so_and_how_to_continue(tmp_path):
