@@ -19,11 +19,12 @@ from .config import ConfigError, RunConfig, load_config
 MAY_CHANGE = ("steps", "progress", "samples_per_step", "checkpoint", "ray", "run_dir", "logging")
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
+def flat(d: dict, prefix: str = "") -> dict:
+    """{"a": {"b": 1}} -> {"a.b": 1}; an empty mapping stays a value."""
     out = {}
     for k, v in d.items():
         if isinstance(v, dict) and v:
-            out.update(_flat(v, f"{prefix}{k}."))
+            out.update(flat(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v
     return out
@@ -49,7 +50,7 @@ def resume_config(run_dir: Path, config_path: str | None, overrides: list[str]) 
 
 def config_changes(saved: RunConfig, cfg: RunConfig) -> list[str]:
     """`key: old -> new` for each key that differs and may not change mid-run."""
-    old, new = _flat(saved.model_dump()), _flat(cfg.model_dump())
+    old, new = flat(saved.model_dump()), flat(cfg.model_dump())
     return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(old.keys() | new.keys())
             if old.get(k) != new.get(k) and k.split(".")[0] not in MAY_CHANGE]
 

@@ -31,8 +31,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .config import ConfigError, RunConfig, load_config
 from .modelpath import ModelPathError, check_model_path
-from .sweep_state import (SweepError, check_finished_runs, flat as _flat, incomplete_path, is_finished,  # noqa: F401 (re-exported)
-                          mark_finished, move_aside, recorded_attempt, resumable_checkpoint)
+from .resume import flat as _flat
+from .sweep_state import (SweepError, check_finished_runs, continue_or_move_aside, incomplete_path,  # noqa: F401 (some re-exported)
+                          is_finished, mark_finished, move_aside, recorded_attempt, resumable_checkpoint)
 
 # The sweep sets these for each run itself.
 PER_RUN_KEYS = ("seed", "name", "run_dir", "sweep_setting")
@@ -292,20 +293,13 @@ def run_local(sweep: Sweep, log=print) -> list[SweepRun]:
                 log(f"sweep: [{i}/{len(sweep.runs)}] {run.name}: finished earlier (summary.json); skipped")
                 sweep.write("local")
                 continue
-            ckpt = None
-            if run.run_dir.exists():
-                ckpt, why = resumable_checkpoint(run)
-                if ckpt is None:
-                    move_aside(run, why, log)
+            ckpt = continue_or_move_aside(run, log)
             if ours and setup != ray_setup(run.config):
                 ray.shutdown()  # this run needs another Ray (CPUs, address) than the last one
             if not ray.is_initialized():
                 ours, setup = True, ray_setup(run.config)
-            log(f"sweep: [{i}/{len(sweep.runs)}] {run.name}: {run.setting}, seed {run.seed}"
-                + (f"; the unfinished attempt {why}" if ckpt else ""))
+            log(f"sweep: [{i}/{len(sweep.runs)}] {run.name}: {run.setting}, seed {run.seed}")
             run.record.update(status="running", started=datetime.now().isoformat(timespec="seconds"))
-            if ckpt:
-                run.record["resumed_from"].append(ckpt.name)
             sweep.write("local")
             # After a failure, the next run starts on a fresh Ray, whatever state this one left.
             with recorded_attempt(sweep, run, "local", log, on_failure=ray.shutdown if ours else None):

@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 
 from .config import to_yaml
-from .sweep import Sweep, SweepError, SweepRun, is_finished, mark_finished, move_aside, resumable_checkpoint
+from .sweep import Sweep, SweepError, SweepRun, continue_or_move_aside, is_finished, mark_finished
 
 AGENT_WAIT_S = 120.0  # how long a submission waits for a starting head's job agent
 
@@ -98,14 +98,7 @@ class JobRunner:
                 self.queue.append(run)
 
     def submit(self, run: SweepRun) -> None:
-        ckpt = None
-        if run.run_dir.exists():
-            ckpt, why = resumable_checkpoint(run)
-            if ckpt is None:
-                move_aside(run, why, self.log)
-            else:
-                run.record["resumed_from"].append(ckpt.name)
-                self.log(f"sweep: {run.name}: the unfinished attempt {why}")
+        ckpt = continue_or_move_aside(run, self.log)
         config_file = write_job_config(self.sweep, run)
         entrypoint = job_entrypoint(config_file, run.run_dir if ckpt else None)
         try:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from .config import ConfigError, load_config, non_experiment_keys
+from .resume import config_changes, flat
 
 if TYPE_CHECKING:
     from .sweep import Sweep, SweepRun
@@ -49,7 +50,6 @@ def resumable_checkpoint(run: SweepRun) -> tuple[Path | None, str]:
     no complete checkpoint, or a config.yaml that differs from the plan where a resumed run
     may not differ (resume.MAY_CHANGE)."""
     from .checkpoint import latest_checkpoint, read_loop_state
-    from .resume import config_changes
 
     ckpt = latest_checkpoint(run.run_dir)
     if ckpt is None:
@@ -66,6 +66,20 @@ def resumable_checkpoint(run: SweepRun) -> tuple[Path | None, str]:
     return ckpt, f"continues from its checkpoint at step {step}"
 
 
+def continue_or_move_aside(run: SweepRun, log=print) -> Path | None:
+    """Before an attempt: the checkpoint an earlier unfinished attempt continues from
+    (recorded under resumed_from), or None, that attempt moved aside or there being none."""
+    if not run.run_dir.exists():
+        return None
+    ckpt, why = resumable_checkpoint(run)
+    if ckpt is None:
+        move_aside(run, why, log)
+        return None
+    run.record["resumed_from"].append(ckpt.name)
+    log(f"sweep: {run.name}: the unfinished attempt {why}")
+    return ckpt
+
+
 def move_aside(run: SweepRun, why: str, log=print) -> Path:
     """Keep an unfinished attempt's data (never delete it) and free the directory for a new one."""
     target = incomplete_path(run.run_dir)
@@ -80,13 +94,6 @@ def move_aside(run: SweepRun, why: str, log=print) -> Path:
 # the seed and length of the run (a 20-step run does not finish a 40-step plan).
 def _must_match(key: str) -> bool:
     return key in ("seed", "steps") or not any(key == k or key.startswith(k + ".") for k in non_experiment_keys())
-
-
-def flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) and v else {f"{prefix}{k}": v})
-    return out
 
 
 def check_finished_runs(sweep: Sweep) -> None:
