@@ -172,7 +172,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--study", default="runs/study", help="the directory holding the study's sweep directories")
     study = Path(ap.parse_args().study)
-    parts = {"zoo": "Zoo pre-training", "sizes": "RL across sizes", "recipes": "Recipes at xs"}
+    parts = {"zoo": "Zoo pre-training", "sizes": "RL across sizes", "sizes_long": "m at 160 steps",
+             "recipes": "Recipes at xs"}
     print("## Runtime\n")
     rows = []
     for part, title in parts.items():
@@ -184,7 +185,7 @@ def main() -> None:
     print(table(["part", "runs", "wall minutes"], rows))
     if (study / "zoo" / "sweep.json").is_file():
         print("\n## Zoo\n\n" + zoo_tables(study))
-    for part in ("sizes", "recipes"):
+    for part in ("sizes", "sizes_long", "recipes"):
         fits_file = study / part / "report" / "fits.json"
         if not fits_file.is_file():
             print(f"\n## {parts[part]}\n\nmissing: {fits_file}")

@@ -1,9 +1,9 @@
 """Three contrasting recipes, a few real steps each, through local Ray, the vLLM engine,
-the math env and the learner: CISPO with prompt-level aggregation and batch-level
-advantage normalisation (ScaleRL's loss settings), PPO with a learned critic and GAE,
-and DAPO with dynamic sampling. Each must train, keep its stats in metrics.jsonl and
-account for the compute that really ran. A fourth run checks ScaleRL's FP32 LM head on a
-bf16 policy, in the learner and in vLLM (hf_overrides head_dtype)."""
+the math env and the learner: ScaleRL's (CISPO with prompt-level aggregation and
+batch-level advantage normalisation, on a bf16 policy with its FP32 LM head, in the learner
+and in vLLM: hf_overrides head_dtype), PPO with a learned critic and GAE, and DAPO with
+dynamic sampling. Each must train, keep its stats in metrics.jsonl and account for the
+compute that really ran."""
 
 import json
 
@@ -15,28 +15,29 @@ from rlscale.orchestrator import Orchestrator
 
 pytestmark = pytest.mark.integration
 
-SHORT = ["pretrain.steps=300", "pretrain.eval_problems=20", "steps=3", "eval.every=3", "eval.n_problems=16",
+# On the quickstart's base model (conftest.quickstart_cache: pre-trained once per session).
+SHORT = ["pretrain.eval_problems=20", "steps=3", "eval.every=3", "eval.n_problems=16",
          "eval.k=2", "rollout.prompts_per_step=8", "rollout.group_size=4", "rollout.max_tokens=32",
          "algo.minibatches=2", "algo.lr=0.01", "progress=false"]
 
 RECIPES = {
     "cispo": ["algo.loss=cispo", "algo.aggregation=prompt_mean", "algo.advantage=group_norm",
-              "algo.advantage.std_level=batch"],
+              "algo.advantage.std_level=batch", "model.dtype=bfloat16", "algo.fp32_lm_head=true"],
     "ppo": ["algo.loss=ppo", "algo.log_kl_ref=true"],
     "dapo": ["algo.loss=dapo", "algo.filter=dynamic_sampling", "algo.filter.max_rounds=2"],
-    "bf16_fp32_head": ["model.dtype=bfloat16", "algo.fp32_lm_head=true"],
 }
-LOSS_OF = {"cispo": "cispo", "ppo": "ppo", "dapo": "dapo", "bf16_fp32_head": "grpo"}
+LOSS_OF = {"cispo": "cispo", "ppo": "ppo", "dapo": "dapo"}
+BF16 = {"cispo"}
 
 
 @pytest.fixture(scope="module")
-def recipe_runs(tmp_path_factory):
+def recipe_runs(tmp_path_factory, quickstart_cache):
     root = tmp_path_factory.mktemp("recipes")
     runs = {}
     try:
         for name, overrides in RECIPES.items():
             cfg = load_config("configs/quickstart.yaml", [f"run_dir={root / name}",
-                                                         f"pretrain.cache_dir={root / 'cache'}", *SHORT, *overrides])
+                                                         f"pretrain.cache_dir={quickstart_cache}", *SHORT, *overrides])
             orch = Orchestrator(cfg)
             run_dir = orch.run()
             shape = orch.shape
@@ -51,15 +52,14 @@ def recipe_runs(tmp_path_factory):
 def test_every_recipe_trains_and_logs_its_own_stats(recipe_runs):
     own_stats = {"cispo": {"is_truncated_frac", "ratio_mean", "policy_loss"},
                  "ppo": {"clip_frac", "value_loss", "value_clip_frac"},
-                 "dapo": {"clip_frac", "ds_rounds", "ds_groups_dropped", "ds_groups_short"},
-                 "bf16_fp32_head": {"clip_frac"}}
+                 "dapo": {"clip_frac", "ds_rounds", "ds_groups_dropped", "ds_groups_short"}}
     for name, (rows, _, run_dir) in recipe_runs.items():
         assert [r["step"] for r in rows] == [0, 1, 2, 3], name
         for r in rows[1:]:
             assert own_stats[name] <= set(r), (name, own_stats[name] - set(r))
             assert r["policy_version"] == r["step"] and r["policy_lag_max"] == 0
             # fp32 policies agree to 1e-2 on the probe; bf16 trunks within rollout.stale_tolerance
-            assert r["logprob_diff"] < 0.05 and r["sync_probe_diff"] < (0.05 if "bf16" in name else 0.01)
+            assert r["logprob_diff"] < 0.05 and r["sync_probe_diff"] < (0.05 if name in BF16 else 0.01)
         assert any(r["grad_norm"] > 0 for r in rows[1:]), f"{name} never produced a gradient"
         cfg = (run_dir / "config.yaml").read_text()
         assert f"name: {LOSS_OF[name]}" in cfg  # the resolved config names the loss ...
@@ -99,7 +99,7 @@ def test_dynamic_sampling_refills_with_informative_groups(recipe_runs):
 def test_fp32_head_on_a_bf16_policy_keeps_engine_and_learner_together(recipe_runs):
     """Both sides project through an fp32 head; the bf16 trunks still differ in their
     kernels, so the gap is small but not zero."""
-    rows, _, run_dir = recipe_runs["bf16_fp32_head"]
+    rows, _, run_dir = recipe_runs["cispo"]
     assert "fp32_lm_head: true" in (run_dir / "config.yaml").read_text()
     for r in rows[1:]:
         assert 0 < r["logprob_diff"] < 0.05 and r["sync_probe_diff"] < 0.05
