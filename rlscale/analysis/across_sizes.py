@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .fitcore import Fit, FitRefused, derive, fit_checked, require_points, single_threaded_blas
+from .fitcore import Fit, FitRefused, bootstrap, derive, fit_checked, require_points, single_threaded_blas
 
 TAN = "Tan et al. log Err = -k(N) log C + E0(N), k(N) = k_max N/(N+N0)"
 
@@ -92,24 +92,23 @@ def fit_across_sizes(N, C, accuracy, groups=None, n_boot: int = 500, seed: int =
 
 def slopes_per_size(N, C, accuracy, groups, n_boot: int = 1000, seed: int = 0) -> dict[float, tuple]:
     """k per size without the k(N) form: the least-squares slope of -log Err on log C for each
-    size's evaluation points, with a bootstrap over that size's runs (over its points when it
-    has fewer than 3 runs). Reported beside the law, and in its place when the law is
+    size's evaluation points, with fitcore.bootstrap over that size's runs (over its points
+    when it has fewer than 3 runs). Reported beside the law, and in its place when the law is
     refused, so that the slopes the law could not describe are still seen."""
     N, C, acc, g = np.asarray(N, float), np.asarray(C, float), np.asarray(accuracy, float), np.asarray(groups)
     keep = np.isfinite(N) & np.isfinite(C) & np.isfinite(acc) & (C > 0) & (acc < 1)
     N, x, y, g = N[keep], np.log(C[keep]), -np.log(1 - acc[keep]), g[keep]
-    rng = np.random.default_rng(seed)
     out = {}
     for size in np.unique(N):
-        xs, ys, gs = x[N == size], y[N == size], g[N == size]
+        xs, ys = x[N == size], y[N == size]
         if len(xs) < 3:
             continue
-        units = np.unique(gs) if len(np.unique(gs)) >= 3 else np.arange(len(xs))
-        member = [np.flatnonzero(gs == u) if len(np.unique(gs)) >= 3 else np.array([u]) for u in units]
-        boot = []
-        for _ in range(n_boot):
-            idx = np.concatenate([member[i] for i in rng.integers(len(units), size=len(units))])
-            if np.ptp(xs[idx]) > 0:
-                boot.append(np.polyfit(xs[idx], ys[idx], 1)[0])
-        out[float(size)] = derive(float(np.polyfit(xs, ys, 1)[0]), np.array(boot))
+
+        def slope_on(idx, xs=xs, ys=ys):
+            if np.ptp(xs[idx]) == 0:
+                raise ValueError("a resample with one compute value has no slope")
+            return np.polyfit(xs[idx], ys[idx], 1)[:1]
+
+        boot, _ = bootstrap(slope_on, len(xs), g[N == size], n_boot, seed)
+        out[float(size)] = derive(float(np.polyfit(xs, ys, 1)[0]), boot[:, 0] if len(boot) else np.array([]))
     return out
