@@ -63,16 +63,21 @@ def extrapolation_check(run: pd.DataFrame, fit_until: float, metric: str, comput
                                       float(C[inside].max()))
 
 
+def measurement_sd(fit, pred: np.ndarray, n_problems) -> np.ndarray:
+    """One evaluation's noise at each predicted value: binomial over its problems (the fit's
+    residual scale when their count is not logged), times the fit's overdispersion."""
+    phi = fit.fixed.get("overdispersion", 1.0)
+    if n_problems is not None:
+        return np.sqrt(phi) * binomial_sd(pred, np.asarray(n_problems))
+    return np.full_like(pred, fit.rmse * np.sqrt(phi))
+
+
 def score(fit, C_held, R_held, n_held, c_last_fitted: float) -> dict:
     """Prediction and persistence errors on the held-out points, and the verdict."""
     pred = fit.predict(C_held)
     boot = fit.boot_ok
     curve_sd = np.std(np.stack([fit.model(p, C_held) for p in boot]), axis=0) if len(boot) else np.zeros_like(pred)
-    phi = fit.fixed.get("overdispersion", 1.0)
-    if n_held is not None:
-        meas_sd = np.sqrt(phi) * binomial_sd(pred, n_held)
-    else:
-        meas_sd = np.full_like(pred, fit.rmse * np.sqrt(phi))
+    meas_sd = measurement_sd(fit, pred, n_held)
     m = len(C_held)
     z_crit = float(stats.norm.ppf(1 - (1 - LEVEL) / (2 * m)))  # simultaneous over the m points
     total_sd = np.sqrt(curve_sd ** 2 + meas_sd ** 2)
@@ -139,13 +144,10 @@ def setting_extrapolation(runs: pd.DataFrame, fit_until: float, metric: str, com
     pred = float(fit.predict(C_fin).mean())
     boot = fit.boot_ok
     curve_sd = float(np.std([fit.model(p, C_fin).mean() for p in boot])) if len(boot) else 0.0
-    phi = fit.fixed.get("overdispersion", 1.0)
     n_fin = [f[2] for f in finals]
-    if all(n is not None for n in n_fin):
-        meas_sd = float(np.sqrt(phi) * np.sqrt(np.sum(binomial_sd(np.full(len(n_fin), pred), np.array(n_fin)) ** 2))
-                        / len(n_fin))
-    else:
-        meas_sd = float(fit.rmse * np.sqrt(phi) / np.sqrt(len(n_fin)))
+    # The mean of k independent final evaluations: sqrt(sum of their variances) / k.
+    each_sd = measurement_sd(fit, np.full(len(n_fin), pred), n_fin if all(n is not None for n in n_fin) else None)
+    meas_sd = float(np.sqrt(np.sum(each_sd ** 2)) / len(n_fin))
     half = float(stats.norm.ppf(1 - (1 - LEVEL) / 2)) * np.hypot(curve_sd, meas_sd)
     return out | {"fit": fit, "predicted": pred, "band95": [pred - half, pred + half], "error": pred - out["observed"],
                   "inside": bool(abs(pred - out["observed"]) <= half), "c_final": float(np.median(C_fin))}
