@@ -8,6 +8,12 @@ the procedure but also a habit of slipping, which leaves RL something to fix.
 Each checkpoint directory holds safetensors weights + tokenizer files (loadable by
 transformers and vLLM), `pretrain_metrics.jsonl` with (step, N, D, FLOPs, loss) rows for
 the pre-training laws, and `base_eval.json` with the held-out accuracy.
+
+Two validation losses are logged. `val_loss` is over whole held-out documents, prompt
+included; its floor is set by the prompt's random operands, which no model can predict.
+`solution_loss` is over the solution tokens (and <eos>) of clean held-out worked solutions,
+given their prompts: what the model knows of the procedure, the loss the pre-training laws
+are fitted to when present (docs/study.md, part 0b).
 """
 
 from __future__ import annotations
@@ -66,6 +72,24 @@ def packed_batches(docs, tok, batch_size: int, seq_len: int, chunk: int = 256):
             if len(buf) >= need:
                 yield torch.tensor(buf[:need]).view(batch_size, seq_len + 1)
                 buf = buf[need:]
+
+
+@torch.no_grad()
+def solution_loss_batch(tok, cfg: PretrainConfig, n: int = 256) -> dict[str, torch.Tensor]:
+    """n clean held-out problems, right-padded, labelled only on solution tokens and <eos>."""
+    problems = ArithFamily(cfg.min_difficulty, cfg.max_difficulty, cfg.max_operand).problems(n, seed=cfg.seed + 3,
+                                                                                             split="val")
+    prompts = tok([p.prompt for p in problems]).input_ids
+    solutions = tok([p.solution for p in problems], add_special_tokens=False).input_ids
+    width = max(len(p) + len(s) + 1 for p, s in zip(prompts, solutions))
+    ids = torch.full((n, width), tok.pad_token_id)
+    labels = torch.full((n, width), -100)
+    mask = torch.zeros((n, width), dtype=torch.long)
+    for i, (prompt, solution) in enumerate(zip(prompts, solutions)):
+        row = prompt + solution + [tok.eos_token_id]
+        ids[i, :len(row)], mask[i, :len(row)] = torch.tensor(row), 1
+        labels[i, len(prompt):len(row)] = torch.tensor(solution + [tok.eos_token_id])
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
 @torch.no_grad()
@@ -129,6 +153,7 @@ def pretrain(size: str, cfg: PretrainConfig, log=print) -> Path:
     val_docs = [p.prompt + p.solution for p in ArithFamily(cfg.min_difficulty, cfg.max_difficulty, cfg.max_operand)
                 .problems(256, seed=cfg.seed + 3, split="val")]
     val_batch = next(packed_batches(iter(val_docs), tok, 16, cfg.seq_len))
+    solution_batch = solution_loss_batch(tok, cfg)
     batches = packed_batches(corpus_documents(cfg, rng), tok, cfg.batch_size, cfg.seq_len)
     step_flops = pretrain_step_flops(shape, cfg.batch_size, cfg.seq_len)
     tmp = out.with_name(out.name + ".tmp")
@@ -152,12 +177,15 @@ def pretrain(size: str, cfg: PretrainConfig, log=print) -> Path:
             model.eval()
             with torch.no_grad():
                 val_loss = model(input_ids=val_batch[:, :-1], labels=val_batch[:, :-1]).loss.item()
+                solution_loss = model(**solution_batch).loss.item()
             model.train()
             tokens = (step + 1) * cfg.batch_size * cfg.seq_len
             rows.append({"step": step + 1, "n_params": shape.n_params, "n_params_total": shape.n_params_total,
                          "tokens": tokens, "flops": (step + 1) * step_flops, "train_loss": loss.item(),
-                         "val_loss": val_loss, "lr": lr_at(step), "wall_s": time.time() - t0})
-            log(f"zoo: step {step + 1}/{cfg.steps} loss {loss.item():.3f} val_loss {val_loss:.3f}")
+                         "val_loss": val_loss, "solution_loss": solution_loss, "lr": lr_at(step),
+                         "wall_s": time.time() - t0})
+            log(f"zoo: step {step + 1}/{cfg.steps} loss {loss.item():.3f} val_loss {val_loss:.3f} "
+                f"solution_loss {solution_loss:.3f}")
     train_s = time.time() - t0
     model.eval()
     greedy = heldout_accuracy(model, tok, cfg, cfg.eval_problems, temperature=0.0)
@@ -170,6 +198,7 @@ def pretrain(size: str, cfg: PretrainConfig, log=print) -> Path:
         f.writelines(json.dumps(r) + "\n" for r in rows)
     summary = {"size": size, "n_params": shape.n_params, "n_params_total": shape.n_params_total,
                "tokens": rows[-1]["tokens"], "flops": rows[-1]["flops"], "final_val_loss": rows[-1]["val_loss"],
+               "final_solution_loss": rows[-1]["solution_loss"],
                "heldout_accuracy_greedy": greedy["overall"], "heldout_accuracy_sampled": sampled["overall"],
                "heldout_by_difficulty": {"greedy": greedy["by_difficulty"], "sampled": sampled["by_difficulty"]},
                "eval_problems": cfg.eval_problems, "train_seconds": train_s, "settings": cfg.model_dump()}

@@ -122,26 +122,43 @@ def comparison_table(fits: dict) -> str:
                   "verdict (ScaleRL: B only at equal A)"], rows)
 
 
-def zoo_tables(study: Path) -> str:
-    zoo_dir = study / "zoo"
+def zoo_tables(zoo_dir: Path) -> str:
     plan = json.loads((zoo_dir / "sweep.json").read_text())
-    rows = []
-    for r in plan["runs"]:
-        info = json.loads((zoo_dir / r["name"] / "base_eval.json").read_text())
-        rows.append([info["size"], f"{info['n_params']:,}", f"{info['tokens']:.3g}", f"{info['flops']:.3g}",
-                     f"{info['final_val_loss']:.4f}", f"{info['heldout_accuracy_greedy']:.3f}",
-                     f"{info['heldout_accuracy_sampled']:.3f}", f"{info.get('train_seconds', float('nan')) / 60:.1f}"])
-    out = [table(["size", "N (matmul)", "tokens D", "FLOPs", "final val loss", "greedy acc", "sampled acc (T=1)",
-                  "pre-training min"], rows)]
+    infos = [json.loads((zoo_dir / r["name"] / "base_eval.json").read_text()) for r in plan["runs"]
+             if (zoo_dir / r["name"] / "base_eval.json").is_file()]
+    solution = all("final_solution_loss" in info for info in infos)
+    rows = [[info["size"], f"{info['n_params']:,}", info["settings"]["steps"], f"{info['tokens']:.3g}",
+             f"{info['flops']:.3g}", f"{info['final_val_loss']:.4f}"]
+            + ([f"{info['final_solution_loss']:.4f}"] if solution else [])
+            + [f"{info['heldout_accuracy_greedy']:.3f}", f"{info['heldout_accuracy_sampled']:.3f}",
+               f"{info.get('train_seconds', float('nan')) / 60:.1f}"] for info in infos]
+    out = [table(["size", "N (matmul)", "steps", "tokens D", "FLOPs", "final val loss"]
+                 + (["final solution loss"] if solution else [])
+                 + ["greedy acc", "sampled acc (T=1)", "pre-training min"], rows)]
     fits_file = zoo_dir / "report" / "fits.json"
     if fits_file.is_file():
         z = json.loads(fits_file.read_text())["zoo"]
         out.append("")
         if z["chinchilla"]:
             f = z["chinchilla"]
-            out.append("Chinchilla law: " + ", ".join(f"{k} = {ci(v, f['ci95'][k])}" for k, v in f["params"].items()))
+            out.append(f"Chinchilla law ({f['n_points']} points, loss {z.get('loss', 'val_loss')}): "
+                       + ", ".join(f"{k} = {ci(v, f['ci95'][k])}" for k, v in f["params"].items()))
+            out += [f"- {k}: {ci(v['value'], v['ci95'])}" for k, v in f["derived"].items()]
+            out += [f"- at C = {row['C']:.3g} FLOPs: N_opt {ci(row['N_opt'][0], row['N_opt'][1:])}, "
+                    f"D_opt {ci(row['D_opt'][0], row['D_opt'][1:])}" for row in z.get("compute_optimal", [])]
         else:
             out.append(f"Not fitted: {z['chinchilla_refused']}")
+        policy = z.get("chinchilla_policy", {})
+        if isinstance(policy.get("with_left_out"), dict):
+            out.append("- with the left-out points put back: " + ", ".join(
+                f"{k} {v['value']:.4g}" + (f" ({v['shift_in_se']:+.1f} SE)" if v["shift_in_se"] is not None else "")
+                for k, v in policy["with_left_out"].items()))
+        if z["frontier"]:
+            f = z["frontier"]
+            out.append("- compute frontier: " + ", ".join(f"{k} = {ci(v, f['ci95'][k])}" for k, v in f["params"].items()))
+        if z["loss_to_acc"]:
+            f = z["loss_to_acc"]
+            out.append("- accuracy from loss: " + ", ".join(f"{k} = {ci(v, f['ci95'][k])}" for k, v in f["params"].items()))
         out.append("")
         out.append(density_table(z))
     return "\n".join(out)
@@ -172,8 +189,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--study", default="runs/study", help="the directory holding the study's sweep directories")
     study = Path(ap.parse_args().study)
-    parts = {"zoo": "Zoo pre-training", "sizes": "RL across sizes", "sizes_long": "m at 160 steps",
-             "recipes": "Recipes at xs"}
+    parts = {"zoo": "Zoo pre-training", "zoo_laws": "Pre-training laws", "sizes": "RL across sizes",
+             "sizes_long": "m at 160 steps", "recipes": "Recipes at xs"}
     print("## Runtime\n")
     rows = []
     for part, title in parts.items():
@@ -183,8 +200,9 @@ def main() -> None:
         else:
             rows.append([title, 0, f"missing: {study / part} has no sweep.json"])
     print(table(["part", "runs", "wall minutes"], rows))
-    if (study / "zoo" / "sweep.json").is_file():
-        print("\n## Zoo\n\n" + zoo_tables(study))
+    for part in ("zoo", "zoo_laws"):
+        if (study / part / "sweep.json").is_file():
+            print(f"\n## {parts[part]}\n\n" + zoo_tables(study / part))
     for part in ("sizes", "sizes_long", "recipes"):
         fits_file = study / part / "report" / "fits.json"
         if not fits_file.is_file():

@@ -12,7 +12,7 @@ from rlscale.analysis.calibration import TRUTH, sigmoid_coverage, sigmoid_datase
 from rlscale.analysis.extrapolation import extrapolation_check
 from rlscale.analysis.loading import load_runs, load_zoo
 from rlscale.analysis.sigmoid import sigmoid_curve
-from rlscale.analysis.synthetic import write_run, write_zoo_model
+from rlscale.analysis.synthetic import ZOO_LAW, ZOO_SIZES, write_run, write_zoo_model
 
 DATASETS, BOOT = 40, 100  # coverage SE ~3.5 points at 95%: 85% is ~3 SE below nominal
 
@@ -120,6 +120,32 @@ def test_frontier_refused_below_three_models_and_chinchilla_policy_stated(tmp_pa
     policy = four["chinchilla_policy"]
     assert policy["n_left_out"] > 0 and "Epoch" in policy["rule"]
     assert set(policy["with_left_out"]) == {"E", "alpha", "beta"}
+
+
+def test_a_zoo_of_several_budgets_per_size_fits_each_runs_final_solution_loss(tmp_path):
+    """Several token budgets per size (each its own schedule): the Chinchilla law is fitted to
+    each model's final point (Hoffmann et al. Approach 3) and to solution_loss, not val_loss."""
+    for size in ZOO_SIZES:
+        for steps in (500, 1000, 2000):
+            write_zoo_model(tmp_path / "zoo", size, steps=steps, prompt_floor=0.8)
+    zoo = analyze_zoo(load_zoo([tmp_path / "zoo"]), None, "val_mean_at_k", n_boot=20)
+    assert zoo["loss"] == "solution_loss"
+    policy = zoo["chinchilla_policy"]
+    assert "final point" in policy["rule"] and policy["n_kept"] == 12
+    chin = zoo["chinchilla"]
+    assert chin.n_points == 12
+    E, A, B, alpha, beta = ZOO_LAW
+    ci = chin.ci()
+    for name, truth in (("E", E), ("alpha", alpha), ("beta", beta)):
+        assert ci[name][0] <= truth <= ci[name][1], name
+    assert chin.params["E"] < E + 0.4  # fitted to val_loss, the floor would be near E + 0.8
+    assert zoo["loss_to_acc"] is not None and len(zoo["density"]) == 12
+    assert all("refused" not in d for d in zoo["density"])
+    # Densities are read at the zoo's median D: a model trained on more tokens scores like a larger one.
+    density = {d["run"]: d["density"][0] for d in zoo["density"]}
+    assert zoo["density_tokens"] == 1000 * 4096
+    for size in ZOO_SIZES:
+        assert density[f"{size}-seed0-synthetic-500"] < density[f"{size}-seed0-synthetic-2000"]
 
 
 def _setting_fit(A, seeds=(0, 1, 2), n_boot=BOOT, offset=0):

@@ -373,6 +373,8 @@ def test_pretrain_sweep_records_zoo_models_reuses_the_cache_and_analyzes(tmp_pat
         assert Path(zoo["zoo_dir"]).parent == cache / "zoo" and (Path(zoo["zoo_dir"]) / "model.safetensors").is_file()
         assert (run_dir / "pretrain_metrics.jsonl").read_text() == (Path(zoo["zoo_dir"]) / "pretrain_metrics.jsonl").read_text()
         assert record["size"] == "xs" and record["tokens"] == 6 * 32 * 128  # the quickstart's batch and seq_len
+        rows = [json.loads(line) for line in (run_dir / "pretrain_metrics.jsonl").read_text().splitlines()]
+        assert all(r["solution_loss"] > 0 and r["val_loss"] > 0 for r in rows)
     capsys.readouterr()
 
     # Again: nothing to do. A record removed: the model comes from the cache, not trained again.

@@ -46,13 +46,32 @@ def zoo_dirs_of_runs(runs: pd.DataFrame) -> list[Path]:
     return sorted(p for p in paths if (p / "pretrain_metrics.jsonl").is_file())
 
 
+def zoo_loss(zoo: pd.DataFrame) -> str:
+    """The loss the pre-training laws are fitted to: `solution_loss` (clean held-out solutions'
+    tokens; rlscale/pretrain.py) where every zoo model logged it, else `val_loss` (whole held-out
+    documents, whose floor is the prompts' random operands)."""
+    return "solution_loss" if "solution_loss" in zoo and zoo["solution_loss"].notna().all() else "val_loss"
+
+
+def chinchilla_points(zoo: pd.DataFrame, warm: pd.Series) -> tuple[pd.Series, str]:
+    """Which zoo points the Chinchilla fit leaves out, and the rule, as the report states it."""
+    finals = zoo[zoo["final"]]
+    if finals.groupby("n_params")["tokens"].nunique().max() >= 2:
+        return ~zoo["final"], ("only each model's final point: the zoo trains several token budgets per size, each "
+                               "to the end of its own cosine schedule (Hoffmann et al. 2022, Approach 3); a point "
+                               "inside a schedule sits above what a run of that many tokens reaches")
+    return warm, (f"points trained on < {ZOO_MIN_TOKENS_FRAC:.0%} of their model's final tokens are left out "
+                  "(Epoch / Besiroglu et al. 2024 leave out their smallest-D runs likewise)")
+
+
 def analyze_zoo(zoo: pd.DataFrame, runs: pd.DataFrame, metric: str, n_boot: int) -> dict:
-    out: dict = {"models": sorted(zoo["model"].unique())}
+    loss = zoo_loss(zoo)
+    out: dict = {"models": sorted(zoo["model"].unique()), "loss": loss}
     warm = zoo["tokens"] < ZOO_MIN_TOKENS_FRAC * zoo.groupby("model")["tokens"].transform("max")
     trained = zoo[~warm]
-    f_c, f_l = loss_frontier(trained["flops"], trained["val_loss"])
-    out["frontier_points"] = {"flops": f_c.tolist(), "val_loss": f_l.tolist()}
-    n_models = trained["model"].nunique()
+    f_c, f_l = loss_frontier(trained["flops"], trained[loss])
+    out["frontier_points"] = {"flops": f_c.tolist(), loss: f_l.tolist()}
+    n_models = trained["n_params"].nunique()
     if n_models < MIN_FRONTIER_MODELS:
         out["frontier"], out["frontier_refused"] = None, (
             f"compute frontier: needs zoo models of at least {MIN_FRONTIER_MODELS} sizes (have {n_models}); "
@@ -60,20 +79,23 @@ def analyze_zoo(zoo: pd.DataFrame, runs: pd.DataFrame, metric: str, n_boot: int)
             "models. Pre-train more sizes with `rlscale pretrain --size s|m|l` and pass them with --zoo.")
     else:
         out["frontier"], out["frontier_refused"] = _attempt(fit_power_law, f_c, f_l, n_boot=n_boot)
+    left_out, rule = chinchilla_points(zoo, warm)
+    fitted = zoo[~left_out]
     out["chinchilla"], out["chinchilla_refused"] = _attempt(
-        fit_chinchilla, trained["n_params"], trained["tokens"], trained["val_loss"], n_boot=min(n_boot, 200))
-    out["chinchilla_policy"] = chinchilla_policy(out["chinchilla"], zoo, warm)
+        fit_chinchilla, fitted["n_params"], fitted["tokens"], fitted[loss], n_boot=min(n_boot, 200))
+    out["chinchilla_policy"] = chinchilla_policy(out["chinchilla"], zoo, left_out, rule, loss)
     if out["chinchilla"] is not None:
         top = float(zoo["flops"].max())
         out["compute_optimal"] = compute_optimal(out["chinchilla"], [top, 10 * top, 100 * top])
     finals = zoo[zoo["final"] & zoo["heldout_accuracy_sampled"].notna()]
     out["loss_to_acc"], out["loss_to_acc_refused"] = _attempt(
-        fit_loss_to_accuracy, finals["val_loss"], finals["heldout_accuracy_sampled"], n_boot=n_boot)
+        fit_loss_to_accuracy, finals[loss], finals["heldout_accuracy_sampled"], n_boot=n_boot)
     out["density"] = []
     if out["chinchilla"] is None or out["loss_to_acc"] is None:
         out["density_refused"] = "needs both the Chinchilla law and the loss-to-accuracy sigmoid (see above)"
         return out
     tokens = float(finals["tokens"].median())  # the zoo's training tokens D, at which sizes are compared
+    out["density_tokens"] = tokens
     for _, model in finals.iterrows():  # each zoo model as pre-trained: its sampled held-out accuracy
         row, why = _attempt(capability_density, out["chinchilla"], out["loss_to_acc"],
                             float(model["heldout_accuracy_sampled"]), float(model["n_params"]), tokens)
@@ -90,15 +112,13 @@ def analyze_zoo(zoo: pd.DataFrame, runs: pd.DataFrame, metric: str, n_boot: int)
     return out
 
 
-def chinchilla_policy(fit: Fit | None, zoo: pd.DataFrame, left_out: pd.Series) -> dict:
-    """What the outlier policy left out, and how far the exponents move with it put back (in
+def chinchilla_policy(fit: Fit | None, zoo: pd.DataFrame, left_out: pd.Series, rule: str, loss: str) -> dict:
+    """What the point policy left out, and how far the exponents move with it put back (in
     bootstrap standard errors of the policy's fit)."""
-    out = {"rule": f"points trained on < {ZOO_MIN_TOKENS_FRAC:.0%} of their model's final tokens are left out "
-                   "(Epoch / Besiroglu et al. 2024 leave out their smallest-D runs likewise)",
-           "n_left_out": int(left_out.sum()), "n_kept": int((~left_out).sum())}
+    out = {"rule": rule, "loss": loss, "n_left_out": int(left_out.sum()), "n_kept": int((~left_out).sum())}
     if fit is None or not left_out.any():
         return out
-    with_all, why = _attempt(fit_chinchilla, zoo["n_params"], zoo["tokens"], zoo["val_loss"], n_boot=0)
+    with_all, why = _attempt(fit_chinchilla, zoo["n_params"], zoo["tokens"], zoo[loss], n_boot=0)
     if with_all is None:
         return out | {"with_left_out": f"not fitted: {why}"}
     se = fit.boot_ok.std(axis=0) if len(fit.boot_ok) else np.full(len(fit.names), np.nan)
@@ -188,7 +208,7 @@ def analyze(run_paths, out_dir, fit_until: float | None = 0.5, zoo_paths=(), met
                         "Settings compared: seeds pooled per setting, with the pooled fit's 95% band"))
     if zoo is not None:
         figures.append((plots.zoo_frontier(zoo, res["zoo"]["frontier"], res["zoo"]["chinchilla"],
-                                           out_dir / "zoo_frontier.png"),
+                                           out_dir / "zoo_frontier.png", res["zoo"]["loss"]),
                         "Zoo pre-training loss against compute, with the compute frontier"))
     if res["across_sizes"]["fit"] is not None:
         figures.append((plots.error_across_sizes(res["across_sizes"]["points"], res["across_sizes"]["fit"], compute,
@@ -209,7 +229,8 @@ def analyze_zoo_only(zoo_paths, out_dir: Path, n_boot: int, log=print) -> dict:
     log(f"analyze: {zoo['model'].nunique()} zoo model(s), no RL runs: pre-training laws only")
     out_dir.mkdir(parents=True, exist_ok=True)
     res: dict = {"runs": [], "zoo": analyze_zoo(zoo, None, "val_mean_at_k", n_boot), "fit_until": None}
-    figures = [(plots.zoo_frontier(zoo, res["zoo"]["frontier"], res["zoo"]["chinchilla"], out_dir / "zoo_frontier.png"),
+    figures = [(plots.zoo_frontier(zoo, res["zoo"]["frontier"], res["zoo"]["chinchilla"], out_dir / "zoo_frontier.png",
+                                   res["zoo"]["loss"]),
                 "Zoo pre-training loss against compute, with the compute frontier")]
     report = build_zoo_report(res, zoo, figures)
     (out_dir / "report.md").write_text(report.to_markdown())

@@ -160,14 +160,20 @@ def step_panels(runs: pd.DataFrame, path: Path) -> Path:
     return _save(fig, path)
 
 
-def zoo_frontier(zoo: pd.DataFrame, frontier_fit, chinchilla_fit, path: Path) -> Path:
-    """Validation loss against pre-training compute per zoo model (log-log), the compute
-    frontier with its power law, and the Chinchilla law's curve per size where fitted."""
+def zoo_frontier(zoo: pd.DataFrame, frontier_fit, chinchilla_fit, path: Path, loss: str = "val_loss") -> Path:
+    """A zoo loss against pre-training compute per zoo model (log-log; one colour per size, each
+    model's final point marked), the compute frontier with its power law, and the Chinchilla
+    law's curve per model where fitted."""
     fig, ax = plt.subplots(figsize=(9, 5.5))
-    for i, (name, m) in enumerate(zoo.groupby("model", sort=False)):
-        color = COLORS[i % len(COLORS)]
+    colour_of = {n: COLORS[i % len(COLORS)] for i, n in enumerate(sorted(zoo["n_params"].unique()))}
+    labelled = set()
+    for name, m in zoo.groupby("model", sort=False):
         n = m["n_params"].iloc[0]
-        ax.plot(m["flops"], m["val_loss"], color=color, lw=1.2, marker=".", ms=3, label=f"{name} (N={n:,.0f})")
+        color = colour_of[n]
+        label = None if n in labelled else f"{m['size'].iloc[0]} (N={n:,.0f})"
+        labelled.add(n)
+        ax.plot(m["flops"], m[loss], color=color, lw=1.2, marker=".", ms=3, label=label)
+        ax.plot(m["flops"].iloc[-1:], m[loss].iloc[-1:], color=color, marker="o", ms=7, mec="black")
         if chinchilla_fit is not None:
             D = m["tokens"].to_numpy(float)
             ax.plot(m["flops"], chinchilla_fit.predict(np.stack([np.full_like(D, n), D], 1)), color=color,
@@ -182,9 +188,10 @@ def zoo_frontier(zoo: pd.DataFrame, frontier_fit, chinchilla_fit, path: Path) ->
     ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))  # plain 2, 3, 4 instead of 2x10^0
     ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
     ax.set_xlabel("pre-training compute C (FLOPs), log scale")
-    ax.set_ylabel("validation loss (nats/token), log scale")
-    title = "Zoo pre-training: loss against compute"
-    ax.set_title(title + (" (dashed: Chinchilla fit)" if chinchilla_fit is not None else ""))
+    what = "solution-token loss" if loss == "solution_loss" else "validation loss"
+    ax.set_ylabel(f"{what} (nats/token), log scale")
+    title = f"Zoo pre-training: {what} against compute; circles: each model's final point"
+    ax.set_title(title + ("\n(dashed: the Chinchilla law along each model's tokens)" if chinchilla_fit is not None else ""))
     ax.legend(loc="best", framealpha=0.9)
     return _save(fig, path)
 

@@ -109,6 +109,10 @@ def _zoo_section(r: Report, zoo: dict | None, figures):
                "zoo model on this machine bring theirs automatically).")
         return
     r.text("Models: " + ", ".join(f"`{m}`" for m in zoo["models"]) + ".")
+    r.text("The laws are fitted to " + ("`solution_loss`, the loss on the solution tokens of clean held-out worked "
+                                        "solutions given their prompts." if zoo.get("loss") == "solution_loss" else
+                                        "`val_loss`, the loss on whole held-out documents, prompts included (these "
+                                        "models did not log `solution_loss`)."))
     _figure(r, figures, "zoo_frontier")
     if zoo["frontier"] is not None:
         f, ci = zoo["frontier"], zoo["frontier"].ci()
@@ -134,7 +138,7 @@ def _zoo_section(r: Report, zoo: dict | None, figures):
                                 else f"{k} {v['value']:.4g}" for k, v in moved.items())
                       if isinstance(moved, dict) else moved or ("nothing was left out" if not policy["n_left_out"]
                                                                 else "not compared (the law was not fitted)"))
-        r.text(f"Outlier policy: {policy['rule']}; {policy['n_left_out']} of "
+        r.text(f"Points fitted: {policy['rule']}; {policy['n_left_out']} of "
                f"{policy['n_left_out'] + policy['n_kept']} points left out. With them put back: {moved_text}.")
     r.heading("Capability density (Xiao et al.)", 3)
     if zoo["loss_to_acc"] is None:
@@ -143,6 +147,10 @@ def _zoo_section(r: Report, zoo: dict | None, figures):
         f, ci = zoo["loss_to_acc"], zoo["loss_to_acc"].ci()
         r.text(f"Accuracy from loss, {f.law}, over the zoo models' final loss and sampled held-out accuracy: "
                f"gamma = {with_ci(f.params['gamma'], ci['gamma'])}, l0 = {with_ci(f.params['l0'], ci['l0'])}.")
+    if zoo.get("density_tokens"):
+        r.text(f"Effective sizes are read through the Chinchilla law at D = {zoo['density_tokens']:.3g} tokens (the "
+               "median of the zoo models' training tokens): a model trained on more tokens than that can score "
+               "like a larger model trained on D, so its density is above 1.")
     if zoo.get("density_refused"):
         _refusals(r, {"capability density": zoo["density_refused"]})
         return
@@ -161,10 +169,12 @@ def build_zoo_report(res: dict, zoo: pd.DataFrame, figures) -> Report:
     r = Report(f"rlscale analysis: {zoo['model'].nunique()} zoo model(s)")
     r.heading("Models")
     finals = zoo[zoo["final"]]
-    r.table(["model", "size", "N (matmul params)", "tokens D", "FLOPs", "final val loss", "greedy accuracy",
-             "sampled accuracy (T=1)"],
-            [[m["model"], m["size"], m["n_params"], m["tokens"], m["flops"], m["val_loss"],
-              m["heldout_accuracy_greedy"], m["heldout_accuracy_sampled"]] for _, m in finals.iterrows()])
+    solution = "solution_loss" in finals and finals["solution_loss"].notna().all()
+    r.table(["model", "size", "N (matmul params)", "tokens D", "FLOPs", "final val loss"]
+            + (["final solution loss"] if solution else []) + ["greedy accuracy", "sampled accuracy (T=1)"],
+            [[m["model"], m["size"], m["n_params"], m["tokens"], m["flops"], m["val_loss"]]
+             + ([m["solution_loss"]] if solution else [])
+             + [m["heldout_accuracy_greedy"], m["heldout_accuracy_sampled"]] for _, m in finals.iterrows()])
     _zoo_section(r, res["zoo"], figures)
     r.heading("References")
     r.bullets(REFERENCES)

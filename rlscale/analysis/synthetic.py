@@ -73,11 +73,15 @@ ZOO_SIZES = {"xs": 137_856, "s": 820_000, "m": 2_600_000, "l": 6_100_000}
 
 
 def write_zoo_model(cache_dir, size: str, *, n_params: int | None = None, steps=3000, log_every=25,
-                    tokens_per_step=4096, law=ZOO_LAW, gamma=4.0, l0=1.4, noise=0.01, seed=0) -> Path:
+                    tokens_per_step=4096, law=ZOO_LAW, gamma=4.0, l0=1.4, noise=0.01, seed=0,
+                    prompt_floor: float | None = None) -> Path:
     """A zoo checkpoint directory (metrics and base evaluation only, no weights) whose
-    validation loss follows L(N, D) and whose accuracy follows 1 / (1 + exp(gamma (L - l0)))."""
+    validation loss follows L(N, D) and whose accuracy follows 1 / (1 + exp(gamma (L - l0))).
+    With `prompt_floor`, the law's loss is logged as `solution_loss` and `val_loss` is it plus
+    that floor (the prompts' unpredictable operands), as rlscale/pretrain.py logs them; the
+    directory then names its steps, so that one size can have several token budgets."""
     n = n_params or ZOO_SIZES[size]
-    out = Path(cache_dir) / f"{size}-seed{seed}-synthetic"
+    out = Path(cache_dir) / (f"{size}-seed{seed}-synthetic" + ("" if prompt_floor is None else f"-{steps}"))
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed + n)
     rows = []
@@ -85,12 +89,12 @@ def write_zoo_model(cache_dir, size: str, *, n_params: int | None = None, steps=
         tokens = step * tokens_per_step
         loss = float(chinchilla_curve(law, np.array([[n, tokens]]))[0] * np.exp(rng.normal(0, noise)))
         rows.append({"step": step, "n_params": n, "n_params_total": n + 5000, "tokens": tokens,
-                     "flops": 6 * n * tokens, "train_loss": loss, "val_loss": loss})
-    final = rows[-1]["val_loss"]
-    acc = float(1 / (1 + np.exp(gamma * (final - l0))))
+                     "flops": 6 * n * tokens, "train_loss": loss, "val_loss": loss + (prompt_floor or 0)}
+                    | ({} if prompt_floor is None else {"solution_loss": loss}))
+    acc = float(1 / (1 + np.exp(gamma * (loss - l0))))  # from the last (final) loss of the law
     (out / "pretrain_metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (out / "base_eval.json").write_text(json.dumps({
-        "size": size, "n_params": n, "tokens": rows[-1]["tokens"], "final_val_loss": final,
+        "size": size, "n_params": n, "tokens": rows[-1]["tokens"], "final_val_loss": rows[-1]["val_loss"],
         "heldout_accuracy_greedy": min(1.0, acc * 1.5), "heldout_accuracy_sampled": acc,
         "settings": {"seed": seed}}))
     (out / "done.json").write_text("{}")
