@@ -2,6 +2,9 @@
 fail, and laws the data cannot support are refused. Synthetic data with binomial noise;
 fewer bootstrap resamples than the CLI's 1000 to keep the suite fast."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -146,6 +149,17 @@ def test_a_zoo_of_several_budgets_per_size_fits_each_runs_final_solution_loss(tm
     assert zoo["density_tokens"] == 1000 * 4096
     for size in ZOO_SIZES:
         assert density[f"{size}-seed0-synthetic-500"] < density[f"{size}-seed0-synthetic-2000"]
+
+    # scripts/zoo_law_holdout.py: the law fitted without the two largest-compute models predicts them
+    # within 3% (1% noise on each loss), far closer than those sizes' next-smaller budgets do.
+    printed = subprocess.run([sys.executable, "scripts/zoo_law_holdout.py", str(tmp_path / "zoo")],
+                             capture_output=True, text=True, check=True).stdout
+    extrapolated = printed.split("Leave-one-out")[0]
+    rows = [line.split(" | ") for line in extrapolated.splitlines() if line.startswith("| l-seed0-synthetic-")]
+    assert len(rows) == 2
+    for row in rows:
+        error, persistence = float(row[5].split()[0]), float(row[6].rstrip(" |"))
+        assert abs(error) < 0.03 * float(row[3]) and abs(error) < abs(persistence) / 5
 
 
 def _setting_fit(A, seeds=(0, 1, 2), n_boot=BOOT, offset=0):
