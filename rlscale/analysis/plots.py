@@ -186,7 +186,9 @@ def zoo_frontier(zoo: pd.DataFrame, frontier_fit, chinchilla_fit, path: Path, lo
     _log_x(ax)
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))  # plain 2, 3, 4 instead of 2x10^0
-    ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+    low, high = ax.get_ylim()
+    if high / low < 10:  # under a decade there are no major labels to read by; over it, minor ones crowd
+        ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
     ax.set_xlabel("pre-training compute C (FLOPs), log scale")
     what = "solution-token loss" if loss == "solution_loss" else "validation loss"
     ax.set_ylabel(f"{what} (nats/token), log scale")

@@ -99,7 +99,8 @@ def fit_chinchilla(N, D, L, groups=None, n_boot: int = 200, seed: int = 0) -> Fi
     refuse_at_bounds("Chinchilla law", ["ln A", "ln B", "ln E", "alpha", "beta"], p, LOWER, UPPER, why={
         "alpha": "Loss does not change with model size in a way the law can describe.",
         "beta": "Loss does not change with training tokens in a way the law can describe.",
-        "ln E": "The irreducible loss is not determined; the curves have not begun to flatten."})
+        "ln E": "The irreducible loss is not determined: the best fit puts it at or below the bound, so either "
+                "the curves have not begun to flatten or they fall faster than a power law toward a floor near 0."})
 
     def refit_on(idx):
         return _lbfgsb(p, lnN[idx], lnD[idx], lnL[idx]).x
