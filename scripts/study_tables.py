@@ -189,7 +189,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--study", default="runs/study", help="the directory holding the study's sweep directories")
     study = Path(ap.parse_args().study)
-    parts = {"zoo": "Zoo pre-training", "zoo_laws": "Pre-training laws", "sizes": "RL across sizes",
+    parts = {"zoo": "Zoo pre-training", "zoo_laws": "Pre-training laws",
+             "zoo_laws_long": "Pre-training laws, one more doubling", "sizes": "RL across sizes",
              "sizes_long": "m at 160 steps", "recipes": "Recipes at xs"}
     print("## Runtime\n")
     rows = []
@@ -200,7 +201,7 @@ def main() -> None:
         else:
             rows.append([title, 0, f"missing: {study / part} has no sweep.json"])
     print(table(["part", "runs", "wall minutes"], rows))
-    for part in ("zoo", "zoo_laws"):
+    for part in ("zoo", "zoo_laws", "zoo_laws_long"):
         if (study / part / "sweep.json").is_file():
             print(f"\n## {parts[part]}\n\n" + zoo_tables(study / part))
     for part in ("sizes", "sizes_long", "recipes"):
