@@ -74,11 +74,15 @@ def packed_batches(docs, tok, batch_size: int, seq_len: int, chunk: int = 256):
                 buf = buf[need:]
 
 
-@torch.no_grad()
+def val_problems(cfg: PretrainConfig, n: int = 256):
+    """The held-out problems both validation losses are measured on."""
+    return ArithFamily(cfg.min_difficulty, cfg.max_difficulty, cfg.max_operand).problems(n, seed=cfg.seed + 3,
+                                                                                         split="val")
+
+
 def solution_loss_batch(tok, cfg: PretrainConfig, n: int = 256) -> dict[str, torch.Tensor]:
     """n clean held-out problems, right-padded, labelled only on solution tokens and <eos>."""
-    problems = ArithFamily(cfg.min_difficulty, cfg.max_difficulty, cfg.max_operand).problems(n, seed=cfg.seed + 3,
-                                                                                             split="val")
+    problems = val_problems(cfg, n)
     prompts = tok([p.prompt for p in problems]).input_ids
     solutions = tok([p.solution for p in problems], add_special_tokens=False).input_ids
     width = max(len(p) + len(s) + 1 for p, s in zip(prompts, solutions))
@@ -150,8 +154,7 @@ def pretrain(size: str, cfg: PretrainConfig, log=print) -> Path:
         frac = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
         return cfg.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * frac)))
 
-    val_docs = [p.prompt + p.solution for p in ArithFamily(cfg.min_difficulty, cfg.max_difficulty, cfg.max_operand)
-                .problems(256, seed=cfg.seed + 3, split="val")]
+    val_docs = [p.prompt + p.solution for p in val_problems(cfg)]
     val_batch = next(packed_batches(iter(val_docs), tok, 16, cfg.seq_len))
     solution_batch = solution_loss_batch(tok, cfg)
     batches = packed_batches(corpus_documents(cfg, rng), tok, cfg.batch_size, cfg.seq_len)

@@ -169,7 +169,7 @@ def build_zoo_report(res: dict, zoo: pd.DataFrame, figures) -> Report:
     r = Report(f"rlscale analysis: {zoo['model'].nunique()} zoo model(s)")
     r.heading("Models")
     finals = zoo[zoo["final"]]
-    solution = "solution_loss" in finals and finals["solution_loss"].notna().all()
+    solution = res["zoo"]["loss"] == "solution_loss"
     r.table(["model", "size", "N (matmul params)", "tokens D", "FLOPs", "final val loss"]
             + (["final solution loss"] if solution else []) + ["greedy accuracy", "sampled accuracy (T=1)"],
             [[m["model"], m["size"], m["n_params"], m["tokens"], m["flops"], m["val_loss"]]
