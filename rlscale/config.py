@@ -43,7 +43,8 @@ class ModelConfig(_Strict):
 
 
 class PretrainConfig(_Strict):
-    """Pre-training of a zoo base model on the arithmetic corpus (used when model.path is null)."""
+    """Pre-training of a zoo base model on the arithmetic corpus, optionally mixed with source text
+    (used when model.path is null)."""
 
     steps: int = Field(600, gt=0)
     batch_size: int = Field(32, gt=0)
@@ -55,6 +56,9 @@ class PretrainConfig(_Strict):
     max_difficulty: int = Field(3, ge=1, le=6)
     max_operand: int | None = Field(None, ge=1, description="cap on operands (9 = single digits); null = default")
     answer_noise: float = Field(0.25, ge=0, lt=1, description="fraction of sloppy worked solutions")
+    text_fraction: float = Field(0.0, ge=0, lt=1, description=(
+        "share of the training characters (= tokens) that are passages of the Python standard library's "
+        "source (rlscale/text_corpus.py); 0 = arithmetic only"))
     seed: int = 0
     eval_problems: int = Field(200, gt=0)
     cache_dir: str = Field("~/.cache/rlscale", json_schema_extra=NOT_EXPERIMENT)

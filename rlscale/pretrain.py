@@ -12,8 +12,11 @@ the pre-training laws, and `base_eval.json` with the held-out accuracy.
 Two validation losses are logged. `val_loss` is over whole held-out documents, prompt
 included; its floor is set by the prompt's random operands, which no model can predict.
 `solution_loss` is over the solution tokens (and <eos>) of clean held-out worked solutions,
-given their prompts: what the model knows of the procedure, the loss the pre-training laws
-are fitted to when present (docs/study.md, part 0b).
+given their prompts: what the model knows of the procedure (docs/study.md, part 0b).
+
+With `text_fraction` > 0, that share of the characters are passages of Python source
+(rlscale/text_corpus.py), and `text_loss` is logged too: the loss on passages of held-out
+source files, the loss the pre-training laws are fitted to when present (part 0c).
 """
 
 from __future__ import annotations
@@ -36,28 +39,46 @@ from rlscale_envs.math_env import MathEnv
 
 from .compute import ModelShape, pretrain_step_flops
 from .config import PretrainConfig
+from .text_corpus import corpus_identity, stdlib_corpus
 from .tokenizer import build_tokenizer
 from .zoo import llama_config, zoo_dir
 
 LOG_EVERY = 25
+TEXT_PASSAGE_CHARS = 256  # one source-text document; about two training rows of 128 tokens
 
 
 def settings_tag(size: str, cfg: PretrainConfig) -> str:
     keys = cfg.model_dump(exclude={"cache_dir", "eval_problems"})
+    if cfg.text_fraction:  # the corpus is part of what was trained on
+        keys["text_corpus"] = corpus_identity()["digest"]
+    else:  # the arithmetic-only zoo keeps the tags it had before text mixing existed
+        del keys["text_fraction"]
     blob = json.dumps({"size": size, **keys, "format": 1}, sort_keys=True)
     return hashlib.blake2b(blob.encode(), digest_size=6).hexdigest()
 
 
 def corpus_documents(cfg: PretrainConfig, rng: np.random.Generator):
-    """Endless stream of 'prompt + worked solution' documents from the train split."""
+    """Endless stream of 'prompt + worked solution' documents from the train split, with
+    source-text passages from the text corpus's train files mixed in so that they make up
+    `text_fraction` of the characters (the tokenizer is character-level: of the tokens)."""
     family = ArithFamily(cfg.min_difficulty, cfg.max_difficulty, cfg.max_operand)
+    text = stdlib_corpus("train") if cfg.text_fraction else None
+    text_chars = all_chars = 0
     while True:
-        problem = family.sample(rng, "train")
-        if rng.random() < cfg.answer_noise:
-            step = int(rng.integers(0, problem.difficulty))
-            yield problem.prompt + solution_text(problem, wrong_step=step, rng=rng)
+        # A passage whenever text is behind its share, so the mix holds at every step; the
+        # arithmetic-only stream draws nothing extra and is unchanged.
+        if text is not None and text_chars <= cfg.text_fraction * all_chars:
+            doc = text.passage(rng, TEXT_PASSAGE_CHARS)
+            text_chars += len(doc)
         else:
-            yield problem.prompt + problem.solution
+            problem = family.sample(rng, "train")
+            if rng.random() < cfg.answer_noise:
+                step = int(rng.integers(0, problem.difficulty))
+                doc = problem.prompt + solution_text(problem, wrong_step=step, rng=rng)
+            else:
+                doc = problem.prompt + problem.solution
+        all_chars += len(doc)
+        yield doc
 
 
 def packed_batches(docs, tok, batch_size: int, seq_len: int, chunk: int = 256):
@@ -94,6 +115,14 @@ def solution_loss_batch(tok, cfg: PretrainConfig, n: int = 256) -> dict[str, tor
         ids[i, :len(row)], mask[i, :len(row)] = torch.tensor(row), 1
         labels[i, len(prompt):len(row)] = torch.tensor(solution + [tok.eos_token_id])
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def text_loss_batch(tok, cfg: PretrainConfig, rows: int = 64) -> torch.Tensor:
+    """[rows, seq_len + 1] packed passages of held-out source files, fixed by the seed."""
+    rng = np.random.default_rng(cfg.seed + 5)
+    val = stdlib_corpus("val")
+    passages = (val.passage(rng, TEXT_PASSAGE_CHARS) for _ in itertools.count())
+    return next(packed_batches(passages, tok, rows, cfg.seq_len))
 
 
 @torch.no_grad()
@@ -157,6 +186,7 @@ def pretrain(size: str, cfg: PretrainConfig, log=print) -> Path:
     val_docs = [p.prompt + p.solution for p in val_problems(cfg)]
     val_batch = next(packed_batches(iter(val_docs), tok, 16, cfg.seq_len))
     solution_batch = solution_loss_batch(tok, cfg)
+    text_batch = text_loss_batch(tok, cfg) if cfg.text_fraction else None
     batches = packed_batches(corpus_documents(cfg, rng), tok, cfg.batch_size, cfg.seq_len)
     step_flops = pretrain_step_flops(shape, cfg.batch_size, cfg.seq_len)
     tmp = out.with_name(out.name + ".tmp")
@@ -181,14 +211,16 @@ def pretrain(size: str, cfg: PretrainConfig, log=print) -> Path:
             with torch.no_grad():
                 val_loss = model(input_ids=val_batch[:, :-1], labels=val_batch[:, :-1]).loss.item()
                 solution_loss = model(**solution_batch).loss.item()
+                text = {} if text_batch is None else {
+                    "text_loss": model(input_ids=text_batch[:, :-1], labels=text_batch[:, :-1]).loss.item()}
             model.train()
             tokens = (step + 1) * cfg.batch_size * cfg.seq_len
             rows.append({"step": step + 1, "n_params": shape.n_params, "n_params_total": shape.n_params_total,
                          "tokens": tokens, "flops": (step + 1) * step_flops, "train_loss": loss.item(),
-                         "val_loss": val_loss, "solution_loss": solution_loss, "lr": lr_at(step),
+                         "val_loss": val_loss, "solution_loss": solution_loss, **text, "lr": lr_at(step),
                          "wall_s": time.time() - t0})
             log(f"zoo: step {step + 1}/{cfg.steps} loss {loss.item():.3f} val_loss {val_loss:.3f} "
-                f"solution_loss {solution_loss:.3f}")
+                f"solution_loss {solution_loss:.3f}" + "".join(f" {k} {v:.3f}" for k, v in text.items()))
     train_s = time.time() - t0
     model.eval()
     greedy = heldout_accuracy(model, tok, cfg, cfg.eval_problems, temperature=0.0)
@@ -202,6 +234,8 @@ def pretrain(size: str, cfg: PretrainConfig, log=print) -> Path:
     summary = {"size": size, "n_params": shape.n_params, "n_params_total": shape.n_params_total,
                "tokens": rows[-1]["tokens"], "flops": rows[-1]["flops"], "final_val_loss": rows[-1]["val_loss"],
                "final_solution_loss": rows[-1]["solution_loss"],
+               **({"final_text_loss": rows[-1]["text_loss"], "text_corpus": corpus_identity()} if cfg.text_fraction
+                  else {}),
                "heldout_accuracy_greedy": greedy["overall"], "heldout_accuracy_sampled": sampled["overall"],
                "heldout_by_difficulty": {"greedy": greedy["by_difficulty"], "sampled": sampled["by_difficulty"]},
                "eval_problems": cfg.eval_problems, "train_seconds": train_s, "settings": cfg.model_dump()}

@@ -126,14 +126,13 @@ def zoo_tables(zoo_dir: Path) -> str:
     plan = json.loads((zoo_dir / "sweep.json").read_text())
     infos = [json.loads((zoo_dir / r["name"] / "base_eval.json").read_text()) for r in plan["runs"]
              if (zoo_dir / r["name"] / "base_eval.json").is_file()]
-    solution = all("final_solution_loss" in info for info in infos)
+    # Every loss all models logged (rlscale/pretrain.py): val, solution, source text.
+    losses = [name for name in ("val", "solution", "text") if all(f"final_{name}_loss" in info for info in infos)]
     rows = [[info["size"], f"{info['n_params']:,}", info["settings"]["steps"], f"{info['tokens']:.3g}",
-             f"{info['flops']:.3g}", f"{info['final_val_loss']:.4f}"]
-            + ([f"{info['final_solution_loss']:.4f}"] if solution else [])
+             f"{info['flops']:.3g}"] + [f"{info[f'final_{name}_loss']:.4f}" for name in losses]
             + [f"{info['heldout_accuracy_greedy']:.3f}", f"{info['heldout_accuracy_sampled']:.3f}",
                f"{info.get('train_seconds', float('nan')) / 60:.1f}"] for info in infos]
-    out = [table(["size", "N (matmul)", "steps", "tokens D", "FLOPs", "final val loss"]
-                 + (["final solution loss"] if solution else [])
+    out = [table(["size", "N (matmul)", "steps", "tokens D", "FLOPs"] + [f"final {name} loss" for name in losses]
                  + ["greedy acc", "sampled acc (T=1)", "pre-training min"], rows)]
     fits_file = zoo_dir / "report" / "fits.json"
     if fits_file.is_file():
@@ -156,9 +155,15 @@ def zoo_tables(zoo_dir: Path) -> str:
         if z["frontier"]:
             f = z["frontier"]
             out.append("- compute frontier: " + ", ".join(f"{k} = {ci(v, f['ci95'][k])}" for k, v in f["params"].items()))
+        if z.get("task_loss", z.get("loss")) != z.get("loss"):
+            law = z["task_chinchilla"]
+            out.append(f"- Chinchilla law on {z['task_loss']} (for density): " + (
+                f"not fitted: {z['task_chinchilla_refused']}" if law is None else
+                ", ".join(f"{k} = {ci(v, law['ci95'][k])}" for k, v in law["params"].items())))
         if z["loss_to_acc"]:
             f = z["loss_to_acc"]
-            out.append("- accuracy from loss: " + ", ".join(f"{k} = {ci(v, f['ci95'][k])}" for k, v in f["params"].items()))
+            out.append(f"- accuracy from {z.get('task_loss', z.get('loss', 'val_loss'))}: "
+                       + ", ".join(f"{k} = {ci(v, f['ci95'][k])}" for k, v in f["params"].items()))
         out.append("")
         out.append(density_table(z))
     return "\n".join(out)
@@ -190,7 +195,8 @@ def main() -> None:
     ap.add_argument("--study", default="runs/study", help="the directory holding the study's sweep directories")
     study = Path(ap.parse_args().study)
     parts = {"zoo": "Zoo pre-training", "zoo_laws": "Pre-training laws",
-             "zoo_laws_long": "Pre-training laws, one more doubling", "sizes": "RL across sizes",
+             "zoo_laws_long": "Pre-training laws, one more doubling",
+             "zoo_text": "Pre-training laws, arithmetic mixed with source text", "sizes": "RL across sizes",
              "sizes_long": "m at 160 steps", "recipes": "Recipes at xs"}
     print("## Runtime\n")
     rows = []
@@ -201,7 +207,7 @@ def main() -> None:
         else:
             rows.append([title, 0, f"missing: {study / part} has no sweep.json"])
     print(table(["part", "runs", "wall minutes"], rows))
-    for part in ("zoo", "zoo_laws", "zoo_laws_long"):
+    for part in ("zoo", "zoo_laws", "zoo_laws_long", "zoo_text"):
         if (study / part / "sweep.json").is_file():
             print(f"\n## {parts[part]}\n\n" + zoo_tables(study / part))
     for part in ("sizes", "sizes_long", "recipes"):

@@ -2,6 +2,7 @@
 fail, and laws the data cannot support are refused. Synthetic data with binomial noise;
 fewer bootstrap resamples than the CLI's 1000 to keep the suite fast."""
 
+import json
 import subprocess
 import sys
 
@@ -10,7 +11,7 @@ import pandas as pd
 import pytest
 
 from rlscale.analysis import FitRefused, compare_fits, fit_entropy_reward, fit_sigmoid, paired_difference
-from rlscale.analysis.analyze import analyze_zoo
+from rlscale.analysis.analyze import analyze_zoo, zoo_loss
 from rlscale.analysis.calibration import TRUTH, sigmoid_coverage, sigmoid_dataset
 from rlscale.analysis.extrapolation import extrapolation_check
 from rlscale.analysis.loading import load_runs, load_zoo
@@ -160,6 +161,40 @@ def test_a_zoo_of_several_budgets_per_size_fits_each_runs_final_solution_loss(tm
     for row in rows:
         error, persistence = float(row[5].split()[0]), float(row[6].rstrip(" |"))
         assert abs(error) < 0.03 * float(row[3]) and abs(error) < abs(persistence) / 5
+
+
+def test_the_laws_prefer_the_source_text_loss_where_every_zoo_model_logged_it(tmp_path):
+    """A zoo pre-trained on arithmetic mixed with source text logs text_loss, the loss whose
+    form the Chinchilla law was made for; solution_loss is used where any model lacks it."""
+    for size in ("xs", "s"):
+        write_zoo_model(tmp_path / "zoo", size, steps=100, prompt_floor=0.8)
+    zoo = load_zoo([tmp_path / "zoo"])
+    assert zoo_loss(zoo) == "solution_loss"
+    zoo["text_loss"] = zoo["solution_loss"] + 1.0
+    assert zoo_loss(zoo) == "text_loss"
+    zoo.loc[0, "text_loss"] = np.nan
+    assert zoo_loss(zoo) == "solution_loss"
+    assert zoo_loss(zoo.drop(columns=["text_loss", "solution_loss"])) == "val_loss"
+
+
+def test_density_reads_accuracy_through_the_task_loss_law_when_the_laws_are_fitted_to_text(tmp_path):
+    """Chinchilla on text_loss; capability density through a law of solution_loss, the task's
+    own conditional loss (Xiao et al.), whose sigmoid the accuracies follow."""
+    for size in ZOO_SIZES:
+        for steps in (500, 1000, 2000):
+            model = write_zoo_model(tmp_path / "zoo", size, steps=steps, prompt_floor=0.8)
+            metrics = model / "pretrain_metrics.jsonl"
+            rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+            # Another law of the same form: E' = 1 + 2E, A' = 2A, B' = 2B.
+            metrics.write_text("".join(json.dumps(r | {"text_loss": 1.0 + 2 * r["solution_loss"]}) + "\n" for r in rows))
+    zoo = analyze_zoo(load_zoo([tmp_path / "zoo"]), None, "val_mean_at_k", n_boot=20)
+    assert zoo["loss"] == "text_loss" and zoo["task_loss"] == "solution_loss"
+    E = ZOO_LAW[0]
+    for law, truth in ((zoo["chinchilla"], 1 + 2 * E), (zoo["task_chinchilla"], E)):
+        low, high = law.ci()["E"]
+        assert low <= truth <= high
+    assert zoo["loss_to_acc"].params["gamma"] == pytest.approx(4.0, rel=0.2)  # write_zoo_model's gamma
+    assert len(zoo["density"]) == 12 and all("refused" not in d for d in zoo["density"])
 
 
 def _setting_fit(A, seeds=(0, 1, 2), n_boot=BOOT, offset=0):

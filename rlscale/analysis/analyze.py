@@ -14,7 +14,8 @@ from .compare import compare_fits, curve_points, fit_run, fit_setting
 from .density import capability_density, fit_loss_to_accuracy
 from .extrapolation import extrapolation_check, setting_extrapolation
 from .fitcore import Fit, FitRefused
-from .loading import RunDirError, expand_zoo_paths, load_runs, load_zoo, split_zoo_paths, unique_zoo_models
+from .loading import (ZOO_LOSSES, RunDirError, expand_zoo_paths, load_runs, load_zoo, split_zoo_paths,
+                      unique_zoo_models)
 from .pretrain_laws import compute_optimal, fit_chinchilla, loss_frontier
 from .rl_laws import fit_entropy_reward, fit_power_law
 from . import plots
@@ -47,10 +48,10 @@ def zoo_dirs_of_runs(runs: pd.DataFrame) -> list[Path]:
 
 
 def zoo_loss(zoo: pd.DataFrame) -> str:
-    """The loss the pre-training laws are fitted to: `solution_loss` (clean held-out solutions'
-    tokens; rlscale/pretrain.py) where every zoo model logged it, else `val_loss` (whole held-out
-    documents, whose floor is the prompts' random operands)."""
-    return "solution_loss" if "solution_loss" in zoo and zoo["solution_loss"].notna().all() else "val_loss"
+    """The loss the pre-training laws are fitted to: the first of ZOO_LOSSES that every zoo
+    model logged. `val_loss` (whole held-out arithmetic documents) is last: its floor is the
+    prompts' random operands, which no model can predict."""
+    return next(name for name in ZOO_LOSSES if name == "val_loss" or (name in zoo and zoo[name].notna().all()))
 
 
 def chinchilla_points(zoo: pd.DataFrame, warm: pd.Series) -> tuple[pd.Series, str]:
@@ -87,17 +88,29 @@ def analyze_zoo(zoo: pd.DataFrame, runs: pd.DataFrame, metric: str, n_boot: int)
     if out["chinchilla"] is not None:
         top = float(zoo["flops"].max())
         out["compute_optimal"] = compute_optimal(out["chinchilla"], [top, 10 * top, 100 * top])
+    # Density reads accuracy through a loss law of the task's own conditional loss (Xiao et al.
+    # 2025, Sec. 2: the loss of the answer given the question), `solution_loss`. A source-text
+    # loss is the pre-training law's, but it need not track arithmetic accuracy across sizes.
+    task = "solution_loss" if loss == "text_loss" else loss
+    out["task_loss"] = task
+    if task == loss:
+        task_law, out["task_chinchilla_refused"] = out["chinchilla"], out["chinchilla_refused"]
+    else:
+        task_law, out["task_chinchilla_refused"] = _attempt(
+            fit_chinchilla, fitted["n_params"], fitted["tokens"], fitted[task], n_boot=min(n_boot, 200))
+    out["task_chinchilla"] = task_law
     finals = zoo[zoo["final"] & zoo["heldout_accuracy_sampled"].notna()]
     out["loss_to_acc"], out["loss_to_acc_refused"] = _attempt(
-        fit_loss_to_accuracy, finals[loss], finals["heldout_accuracy_sampled"], n_boot=n_boot)
+        fit_loss_to_accuracy, finals[task], finals["heldout_accuracy_sampled"], n_boot=n_boot)
     out["density"] = []
-    if out["chinchilla"] is None or out["loss_to_acc"] is None:
-        out["density_refused"] = "needs both the Chinchilla law and the loss-to-accuracy sigmoid (see above)"
+    if task_law is None or out["loss_to_acc"] is None:
+        out["density_refused"] = (f"needs both the Chinchilla law on `{task}` and the loss-to-accuracy sigmoid "
+                                  "(see above)")
         return out
     tokens = float(finals["tokens"].median())  # the zoo's training tokens D, at which sizes are compared
     out["density_tokens"] = tokens
     for _, model in finals.iterrows():  # each zoo model as pre-trained: its sampled held-out accuracy
-        row, why = _attempt(capability_density, out["chinchilla"], out["loss_to_acc"],
+        row, why = _attempt(capability_density, task_law, out["loss_to_acc"],
                             float(model["heldout_accuracy_sampled"]), float(model["n_params"]), tokens)
         out["density"].append({"run": model["model"], "stage": f"zoo {model['size']} (pre-trained)",
                                **(row or {"refused": why, "accuracy": float(model["heldout_accuracy_sampled"])})})
@@ -107,7 +120,7 @@ def analyze_zoo(zoo: pd.DataFrame, runs: pd.DataFrame, metric: str, n_boot: int)
         if len(R) == 0 or n is None or pd.isna(n):
             continue
         for stage, acc in ((f"base (step {int(C[0])})", R[0]), (f"after RL (step {int(C[-1])})", R[-1])):
-            row, why = _attempt(capability_density, out["chinchilla"], out["loss_to_acc"], float(acc), float(n), tokens)
+            row, why = _attempt(capability_density, task_law, out["loss_to_acc"], float(acc), float(n), tokens)
             out["density"].append({"run": name, "stage": stage, **(row or {"refused": why, "accuracy": float(acc)})})
     return out
 

@@ -216,6 +216,18 @@ def unique_zoo_models(paths) -> list[Path]:
     return out
 
 
+# The losses a zoo model logs (rlscale/pretrain.py), in the order the laws prefer them, each
+# with how the report names it.
+ZOO_LOSSES = {
+    "text_loss": ("source-text loss", "`text_loss`, the loss on passages of held-out Python source files (the "
+                  "zoo was pre-trained on arithmetic mixed with source text)"),
+    "solution_loss": ("solution-token loss", "`solution_loss`, the loss on the solution tokens of clean held-out "
+                      "worked solutions given their prompts"),
+    "val_loss": ("validation loss", "`val_loss`, the loss on whole held-out documents, prompts included (these "
+                 "models did not log `solution_loss`)"),
+}
+
+
 def load_zoo(paths) -> pd.DataFrame:
     """Zoo pre-training curves: one row per logged pre-training step per checkpoint, with
     `model` (the checkpoint's directory name), `size`, `final` (True on its last row) and the

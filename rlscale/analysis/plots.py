@@ -15,6 +15,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.ticker import FormatStrFormatter, NullFormatter  # noqa: E402
 
 from .compare import curve_points  # noqa: E402
+from .loading import ZOO_LOSSES  # noqa: E402
 
 plt.rcParams.update({"font.size": 11, "axes.titlesize": 12, "legend.fontsize": 9, "axes.grid": True,
                      "grid.alpha": 0.3, "savefig.bbox": "tight"})
@@ -190,7 +191,7 @@ def zoo_frontier(zoo: pd.DataFrame, frontier_fit, chinchilla_fit, path: Path, lo
     if high / low < 10:  # under a decade there are no major labels to read by; over it, minor ones crowd
         ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
     ax.set_xlabel("pre-training compute C (FLOPs), log scale")
-    what = "solution-token loss" if loss == "solution_loss" else "validation loss"
+    what = ZOO_LOSSES[loss][0]
     ax.set_ylabel(f"{what} (nats/token), log scale")
     title = f"Zoo pre-training: {what} against compute; circles: each model's final point"
     ax.set_title(title + ("\n(dashed: the Chinchilla law along each model's tokens)" if chinchilla_fit is not None else ""))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from .loading import ZOO_LOSSES
 from .report import Report, with_ci
 
 REFERENCES = [
@@ -70,8 +71,14 @@ def zoo_lines(zoo: dict) -> list[str]:
         lines.append(f"  NOT FITTED: {zoo['chinchilla_refused']}")
     else:
         ci = chin.ci()
-        lines.append("  Chinchilla law: " + ", ".join(f"{k} = {with_ci(chin.params[k], ci[k])}"
-                                                      for k in ("E", "alpha", "beta")))
+        lines.append(f"  Chinchilla law on {zoo['loss']}: " + ", ".join(f"{k} = {with_ci(chin.params[k], ci[k])}"
+                                                                     for k in ("E", "alpha", "beta")))
+    task = zoo.get("task_loss", zoo["loss"])
+    if task != zoo["loss"]:
+        law = zoo["task_chinchilla"]
+        lines.append(f"  Chinchilla law on {task} (for density): " + (
+            f"NOT FITTED: {zoo['task_chinchilla_refused']}" if law is None else
+            ", ".join(f"{k} = {with_ci(law.params[k], law.ci()[k])}" for k in ("E", "alpha", "beta"))))
     lines += [f"  capability density of {d['run']}: "
               + (with_ci(d["density"][0], d["density"][1:]) if "density" in d else f"not computed: {d['refused']}")
               for d in zoo["density"]]
@@ -109,10 +116,7 @@ def _zoo_section(r: Report, zoo: dict | None, figures):
                "zoo model on this machine bring theirs automatically).")
         return
     r.text("Models: " + ", ".join(f"`{m}`" for m in zoo["models"]) + ".")
-    r.text("The laws are fitted to " + ("`solution_loss`, the loss on the solution tokens of clean held-out worked "
-                                        "solutions given their prompts." if zoo.get("loss") == "solution_loss" else
-                                        "`val_loss`, the loss on whole held-out documents, prompts included (these "
-                                        "models did not log `solution_loss`)."))
+    r.text(f"The laws are fitted to {ZOO_LOSSES[zoo['loss']][1]}.")
     _figure(r, figures, "zoo_frontier")
     if zoo["frontier"] is not None:
         f, ci = zoo["frontier"], zoo["frontier"].ci()
@@ -141,11 +145,21 @@ def _zoo_section(r: Report, zoo: dict | None, figures):
         r.text(f"Points fitted: {policy['rule']}; {policy['n_left_out']} of "
                f"{policy['n_left_out'] + policy['n_kept']} points left out. With them put back: {moved_text}.")
     r.heading("Capability density (Xiao et al.)", 3)
+    task = zoo.get("task_loss", zoo["loss"])
+    if task != zoo["loss"]:
+        r.text(f"Density reads accuracy through a law of the task's own loss (Xiao et al. 2025, Sec. 2: the loss "
+               f"of the answer given the question), {ZOO_LOSSES[task][1]}. Its Chinchilla law, on the same points:")
+        if zoo["task_chinchilla"] is None:
+            _refusals(r, {f"Chinchilla law on {task}": zoo["task_chinchilla_refused"]})
+        else:
+            ci = zoo["task_chinchilla"].ci()
+            r.table(["parameter", "value [95% CI]"],
+                    [[k, with_ci(v, ci[k])] for k, v in zoo["task_chinchilla"].params.items()])
     if zoo["loss_to_acc"] is None:
         _refusals(r, {"loss-to-accuracy sigmoid": zoo["loss_to_acc_refused"]})
     else:
         f, ci = zoo["loss_to_acc"], zoo["loss_to_acc"].ci()
-        r.text(f"Accuracy from loss, {f.law}, over the zoo models' final loss and sampled held-out accuracy: "
+        r.text(f"Accuracy from loss, {f.law}, over the zoo models' final `{task}` and sampled held-out accuracy: "
                f"gamma = {with_ci(f.params['gamma'], ci['gamma'])}, l0 = {with_ci(f.params['l0'], ci['l0'])}.")
     if zoo.get("density_tokens"):
         r.text(f"Effective sizes are read through the Chinchilla law at D = {zoo['density_tokens']:.3g} tokens (the "
@@ -169,11 +183,11 @@ def build_zoo_report(res: dict, zoo: pd.DataFrame, figures) -> Report:
     r = Report(f"rlscale analysis: {zoo['model'].nunique()} zoo model(s)")
     r.heading("Models")
     finals = zoo[zoo["final"]]
-    solution = res["zoo"]["loss"] == "solution_loss"
-    r.table(["model", "size", "N (matmul params)", "tokens D", "FLOPs", "final val loss"]
-            + (["final solution loss"] if solution else []) + ["greedy accuracy", "sampled accuracy (T=1)"],
-            [[m["model"], m["size"], m["n_params"], m["tokens"], m["flops"], m["val_loss"]]
-             + ([m["solution_loss"]] if solution else [])
+    # Every loss the models logged, val_loss first; the laws' loss is among them.
+    losses = [name for name in reversed(ZOO_LOSSES) if name in finals and finals[name].notna().all()]
+    r.table(["model", "size", "N (matmul params)", "tokens D", "FLOPs"] + [f"final {name}" for name in losses]
+            + ["greedy accuracy", "sampled accuracy (T=1)"],
+            [[m["model"], m["size"], m["n_params"], m["tokens"], m["flops"]] + [m[name] for name in losses]
              + [m["heldout_accuracy_greedy"], m["heldout_accuracy_sampled"]] for _, m in finals.iterrows()])
     _zoo_section(r, res["zoo"], figures)
     r.heading("References")
