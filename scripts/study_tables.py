@@ -155,14 +155,16 @@ def zoo_tables(zoo_dir: Path) -> str:
         if z["frontier"]:
             f = z["frontier"]
             out.append("- compute frontier: " + ", ".join(f"{k} = {ci(v, f['ci95'][k])}" for k, v in f["params"].items()))
-        if z.get("task_loss", z.get("loss")) != z.get("loss"):
-            law = z["task_chinchilla"]
-            out.append(f"- Chinchilla law on {z['task_loss']} (for density): " + (
-                f"not fitted: {z['task_chinchilla_refused']}" if law is None else
-                ", ".join(f"{k} = {ci(v, law['ci95'][k])}" for k, v in law["params"].items())))
+        for name, why in z.get("density_loss_refusals", {}).items():
+            if name != z.get("loss"):
+                out.append(f"- density through {name}: not fitted: {why}")
+        if z.get("density_loss") not in (None, z.get("loss")):
+            law = z["density_chinchilla"]
+            out.append(f"- Chinchilla law on {z['density_loss']} (for density): "
+                       + ", ".join(f"{k} = {ci(v, law['ci95'][k])}" for k, v in law["params"].items()))
         if z["loss_to_acc"]:
             f = z["loss_to_acc"]
-            out.append(f"- accuracy from {z.get('task_loss', z.get('loss', 'val_loss'))}: "
+            out.append(f"- accuracy from {z.get('loss_to_acc_loss', z.get('loss', 'val_loss'))}: "
                        + ", ".join(f"{k} = {ci(v, f['ci95'][k])}" for k, v in f["params"].items()))
         out.append("")
         out.append(density_table(z))

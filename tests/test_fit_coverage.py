@@ -177,23 +177,43 @@ def test_the_laws_prefer_the_source_text_loss_where_every_zoo_model_logged_it(tm
     assert zoo_loss(zoo.drop(columns=["text_loss", "solution_loss"])) == "val_loss"
 
 
-def test_density_reads_accuracy_through_the_task_loss_law_when_the_laws_are_fitted_to_text(tmp_path):
-    """Chinchilla on text_loss; capability density through a law of solution_loss, the task's
-    own conditional loss (Xiao et al.), whose sigmoid the accuracies follow."""
+def _text_zoo(root, solution_loss=None):
+    """4 sizes x 3 budgets whose text_loss follows another law of the Chinchilla form
+    (E' = 1 + 2E, A' = 2A, B' = 2B) and whose accuracy is a sigmoid of it too; with
+    `solution_loss(tokens)`, that loss is replaced by a curve of D alone."""
     for size in ZOO_SIZES:
         for steps in (500, 1000, 2000):
-            model = write_zoo_model(tmp_path / "zoo", size, steps=steps, prompt_floor=0.8)
-            metrics = model / "pretrain_metrics.jsonl"
+            metrics = write_zoo_model(root, size, steps=steps, prompt_floor=0.8) / "pretrain_metrics.jsonl"
             rows = [json.loads(line) for line in metrics.read_text().splitlines()]
-            # Another law of the same form: E' = 1 + 2E, A' = 2A, B' = 2B.
-            metrics.write_text("".join(json.dumps(r | {"text_loss": 1.0 + 2 * r["solution_loss"]}) + "\n" for r in rows))
-    zoo = analyze_zoo(load_zoo([tmp_path / "zoo"]), None, "val_mean_at_k", n_boot=20)
-    assert zoo["loss"] == "text_loss" and zoo["task_loss"] == "solution_loss"
+            rows = [r | {"text_loss": 1.0 + 2 * r["solution_loss"]}
+                    | ({} if solution_loss is None else {"solution_loss": solution_loss(r["tokens"])}) for r in rows]
+            metrics.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return load_zoo([root])
+
+
+def test_density_reads_accuracy_through_the_task_loss_when_its_law_holds(tmp_path):
+    """Chinchilla on text_loss; capability density through a law of solution_loss, the task's
+    own conditional loss (Xiao et al.), whose sigmoid the accuracies follow."""
+    zoo = analyze_zoo(_text_zoo(tmp_path / "zoo"), None, "val_mean_at_k", n_boot=20)
+    assert zoo["loss"] == "text_loss" and zoo["density_loss"] == "solution_loss"
     E = ZOO_LAW[0]
-    for law, truth in ((zoo["chinchilla"], 1 + 2 * E), (zoo["task_chinchilla"], E)):
+    for law, truth in ((zoo["chinchilla"], 1 + 2 * E), (zoo["density_chinchilla"], E)):
         low, high = law.ci()["E"]
         assert low <= truth <= high
     assert zoo["loss_to_acc"].params["gamma"] == pytest.approx(4.0, rel=0.2)  # write_zoo_model's gamma
+    assert len(zoo["density"]) == 12 and all("refused" not in d for d in zoo["density"])
+
+
+def test_density_falls_back_to_the_text_loss_when_the_task_loss_law_is_refused(tmp_path):
+    """A solution loss that falls with D alone, to 0 (as on arithmetic: docs/study.md part 0b):
+    its law is refused, the refusal is kept, and density reads accuracy through text_loss."""
+    zoo = analyze_zoo(_text_zoo(tmp_path / "zoo", lambda d: 2.0 * np.exp(-d / 1e6)), None, "val_mean_at_k",
+                      n_boot=20)
+    assert set(zoo["density_loss_refusals"]) == {"solution_loss"}
+    assert "Chinchilla law" in zoo["density_loss_refusals"]["solution_loss"]
+    assert zoo["density_loss"] == zoo["loss_to_acc_loss"] == "text_loss"
+    assert zoo["density_chinchilla"] is zoo["chinchilla"]
+    assert zoo["loss_to_acc"].params["gamma"] == pytest.approx(2.0, rel=0.2)  # 4 per unit of solution loss
     assert len(zoo["density"]) == 12 and all("refused" not in d for d in zoo["density"])
 
 

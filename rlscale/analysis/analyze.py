@@ -88,25 +88,58 @@ def analyze_zoo(zoo: pd.DataFrame, runs: pd.DataFrame, metric: str, n_boot: int)
     if out["chinchilla"] is not None:
         top = float(zoo["flops"].max())
         out["compute_optimal"] = compute_optimal(out["chinchilla"], [top, 10 * top, 100 * top])
-    # Density reads accuracy through a loss law of the task's own conditional loss (Xiao et al.
-    # 2025, Sec. 2: the loss of the answer given the question), `solution_loss`. A source-text
-    # loss is the pre-training law's, but it need not track arithmetic accuracy across sizes.
-    task = "solution_loss" if loss == "text_loss" else loss
-    out["task_loss"] = task
-    if task == loss:
-        task_law, out["task_chinchilla_refused"] = out["chinchilla"], out["chinchilla_refused"]
-    else:
-        task_law, out["task_chinchilla_refused"] = _attempt(
-            fit_chinchilla, fitted["n_params"], fitted["tokens"], fitted[task], n_boot=min(n_boot, 200))
-    out["task_chinchilla"] = task_law
     finals = zoo[zoo["final"] & zoo["heldout_accuracy_sampled"].notna()]
-    out["loss_to_acc"], out["loss_to_acc_refused"] = _attempt(
-        fit_loss_to_accuracy, finals[task], finals["heldout_accuracy_sampled"], n_boot=n_boot)
+    out.update(density_route(fitted, finals, loss, out["chinchilla"], out["chinchilla_refused"], n_boot))
     out["density"] = []
-    if task_law is None or out["loss_to_acc"] is None:
-        out["density_refused"] = (f"needs both the Chinchilla law on `{task}` and the loss-to-accuracy sigmoid "
-                                  "(see above)")
+    if out["density_loss"] is None:
+        out["density_refused"] = "needs both a Chinchilla law and the loss-to-accuracy sigmoid of one loss (see above)"
         return out
+    law, tokens = out["density_chinchilla"], float(finals["tokens"].median())  # sizes are compared at the zoo's D
+    out["density_tokens"] = tokens
+    for _, model in finals.iterrows():  # each zoo model as pre-trained: its sampled held-out accuracy
+        row, why = _attempt(capability_density, law, out["loss_to_acc"],
+                            float(model["heldout_accuracy_sampled"]), float(model["n_params"]), tokens)
+        out["density"].append({"run": model["model"], "stage": f"zoo {model['size']} (pre-trained)",
+                               **(row or {"refused": why, "accuracy": float(model["heldout_accuracy_sampled"])})})
+    for name, run in ([] if runs is None else runs.groupby("run", sort=False)):
+        C, R = curve_points(run, metric, "step")
+        n = run["n_params"].iloc[0]
+        if len(R) == 0 or n is None or pd.isna(n):
+            continue
+        for stage, acc in ((f"base (step {int(C[0])})", R[0]), (f"after RL (step {int(C[-1])})", R[-1])):
+            row, why = _attempt(capability_density, law, out["loss_to_acc"], float(acc), float(n), tokens)
+            out["density"].append({"run": name, "stage": stage, **(row or {"refused": why, "accuracy": float(acc)})})
+    return out
+
+
+def density_route(fitted: pd.DataFrame, finals: pd.DataFrame, loss: str, chinchilla: Fit | None,
+                  chinchilla_refused: str | None, n_boot: int) -> dict:
+    """The loss capability density reads accuracy through: a Chinchilla law of it and the
+    accuracy-from-loss sigmoid of it must both hold (Xiao et al. 2025, Sec. 2).
+
+    Xiao et al. use the task's own conditional loss (the answer given the question), so on a
+    zoo pre-trained with source text `solution_loss` is tried first; where its law is refused
+    (on arithmetic it falls to a floor near 0 faster than a power law: docs/study.md, part
+    0b), the laws' own `text_loss` is tried next, as Gadre et al. 2024 relate downstream error
+    to the language model's validation loss. Each refusal on the way is kept for the report."""
+    candidates = ["solution_loss", loss] if loss == "text_loss" else [loss]
+    refusals: dict[str, str] = {}
+    sigmoid, sigmoid_refused = None, None
+    for name in candidates:
+        if name == loss:
+            law, why = chinchilla, chinchilla_refused
+        else:
+            law, why = _attempt(fit_chinchilla, fitted["n_params"], fitted["tokens"], fitted[name],
+                                n_boot=min(n_boot, 200))
+        sigmoid, sigmoid_refused = _attempt(fit_loss_to_accuracy, finals[name], finals["heldout_accuracy_sampled"],
+                                            n_boot=n_boot)
+        if law is not None and sigmoid is not None:
+            return {"density_loss": name, "density_chinchilla": law, "loss_to_acc": sigmoid,
+                    "loss_to_acc_loss": name, "loss_to_acc_refused": None, "density_loss_refusals": refusals}
+        refusals[name] = why or f"loss-to-accuracy sigmoid: {sigmoid_refused}"
+    return {"density_loss": None, "density_chinchilla": None, "loss_to_acc": sigmoid,
+            "loss_to_acc_loss": candidates[-1], "loss_to_acc_refused": sigmoid_refused,
+            "density_loss_refusals": refusals}
     tokens = float(finals["tokens"].median())  # the zoo's training tokens D, at which sizes are compared
     out["density_tokens"] = tokens
     for _, model in finals.iterrows():  # each zoo model as pre-trained: its sampled held-out accuracy

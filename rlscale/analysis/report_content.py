@@ -17,6 +17,9 @@ REFERENCES = [
     "Tan et al. 2025, Scaling Behaviors of LLM Reinforcement Learning Post-Training: An Empirical Study in "
     "Mathematical Reasoning, arXiv:2509.25300",
     "Xiao et al. 2025, Densing Law of LLMs, arXiv:2412.04315",
+    "Gadre et al. 2024, Language models scale reliably with over-training and on downstream tasks, "
+    "arXiv:2403.08540",
+    "Kaplan et al. 2020, Scaling Laws for Neural Language Models, arXiv:2001.08361",
 ]
 
 
@@ -73,12 +76,13 @@ def zoo_lines(zoo: dict) -> list[str]:
         ci = chin.ci()
         lines.append(f"  Chinchilla law on {zoo['loss']}: " + ", ".join(f"{k} = {with_ci(chin.params[k], ci[k])}"
                                                                      for k in ("E", "alpha", "beta")))
-    task = zoo.get("task_loss", zoo["loss"])
-    if task != zoo["loss"]:
-        law = zoo["task_chinchilla"]
-        lines.append(f"  Chinchilla law on {task} (for density): " + (
-            f"NOT FITTED: {zoo['task_chinchilla_refused']}" if law is None else
-            ", ".join(f"{k} = {with_ci(law.params[k], law.ci()[k])}" for k in ("E", "alpha", "beta"))))
+    for name, why in zoo.get("density_loss_refusals", {}).items():
+        if name != zoo["loss"]:
+            lines.append(f"  density through {name}: NOT FITTED: {why}")
+    if zoo.get("density_loss") not in (None, zoo["loss"]):
+        law = zoo["density_chinchilla"]
+        lines.append(f"  Chinchilla law on {zoo['density_loss']} (for density): "
+                     + ", ".join(f"{k} = {with_ci(law.params[k], law.ci()[k])}" for k in ("E", "alpha", "beta")))
     lines += [f"  capability density of {d['run']}: "
               + (with_ci(d["density"][0], d["density"][1:]) if "density" in d else f"not computed: {d['refused']}")
               for d in zoo["density"]]
@@ -145,24 +149,28 @@ def _zoo_section(r: Report, zoo: dict | None, figures):
         r.text(f"Points fitted: {policy['rule']}; {policy['n_left_out']} of "
                f"{policy['n_left_out'] + policy['n_kept']} points left out. With them put back: {moved_text}.")
     r.heading("Capability density (Xiao et al.)", 3)
-    task = zoo.get("task_loss", zoo["loss"])
-    if task != zoo["loss"]:
-        r.text(f"Density reads accuracy through a law of the task's own loss (Xiao et al. 2025, Sec. 2: the loss "
-               f"of the answer given the question), {ZOO_LOSSES[task][1]}. Its Chinchilla law, on the same points:")
-        if zoo["task_chinchilla"] is None:
-            _refusals(r, {f"Chinchilla law on {task}": zoo["task_chinchilla_refused"]})
-        else:
-            ci = zoo["task_chinchilla"].ci()
-            r.table(["parameter", "value [95% CI]"],
-                    [[k, with_ci(v, ci[k])] for k, v in zoo["task_chinchilla"].params.items()])
+    used = zoo.get("density_loss")
+    tried = {name: why for name, why in zoo.get("density_loss_refusals", {}).items() if name != zoo["loss"]}
+    _refusals(r, {f"density through `{name}`": why for name, why in tried.items()})
+    if used and used != zoo["loss"]:
+        r.text(f"Density reads accuracy through the task's own loss (Xiao et al. 2025, Sec. 2: the loss of the "
+               f"answer given the question), {ZOO_LOSSES[used][1]}, with a Chinchilla law of its own:")
+        ci = zoo["density_chinchilla"].ci()
+        r.table(["parameter", "value [95% CI]"],
+                [[k, with_ci(v, ci[k])] for k, v in zoo["density_chinchilla"].params.items()])
+    elif used and tried:
+        r.text(f"Density reads accuracy through the laws' own loss, `{used}`, as Gadre et al. 2024 relate downstream "
+               "error to a language model's validation loss: the task's own loss (Xiao et al.) was refused above.")
     if zoo["loss_to_acc"] is None:
         _refusals(r, {"loss-to-accuracy sigmoid": zoo["loss_to_acc_refused"]})
     else:
         f, ci = zoo["loss_to_acc"], zoo["loss_to_acc"].ci()
-        r.text(f"Accuracy from loss, {f.law}, over the zoo models' final `{task}` and sampled held-out accuracy: "
+        r.text(f"{f.law[0].upper()}{f.law[1:]}, fitted to the zoo models' final "
+               f"`{zoo.get('loss_to_acc_loss', zoo['loss'])}` and sampled held-out accuracy: "
                f"gamma = {with_ci(f.params['gamma'], ci['gamma'])}, l0 = {with_ci(f.params['l0'], ci['l0'])}.")
     if zoo.get("density_tokens"):
-        r.text(f"Effective sizes are read through the Chinchilla law at D = {zoo['density_tokens']:.3g} tokens (the "
+        r.text(f"Effective sizes are read through the Chinchilla law of `{zoo.get('density_loss', zoo['loss'])}` at "
+               f"D = {zoo['density_tokens']:.3g} tokens (the "
                "median of the zoo models' training tokens): a model trained on more tokens than that can score "
                "like a larger model trained on D, so its density is above 1.")
     if zoo.get("density_refused"):
