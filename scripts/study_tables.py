@@ -17,9 +17,12 @@ from pathlib import Path
 
 
 def ci(value: float, lo_hi, digits: int = 3, sign: bool = False) -> str:
-    fmt = f"{{:{'+' if sign else ''}.{digits}g}}"
+    """value [low, high]; a bound the bootstrap could not give (NaN, e.g. where some resamples
+    put N_eff at infinity) is shown as –, as the report shows it."""
+    def fmt(x) -> str:
+        return "–" if x is None or x != x else f"{{:{'+' if sign else ''}.{digits}g}}".format(x)
     lo, hi = lo_hi
-    return f"{fmt.format(value)} [{fmt.format(lo)}, {fmt.format(hi)}]"
+    return f"{fmt(value)} [{fmt(lo)}, {fmt(hi)}]"
 
 
 def table(headers: list[str], rows: list[list]) -> str:

@@ -85,6 +85,10 @@ def analyze_zoo(zoo: pd.DataFrame, runs: pd.DataFrame, metric: str, n_boot: int)
     out["chinchilla"], out["chinchilla_refused"] = _attempt(
         fit_chinchilla, fitted["n_params"], fitted["tokens"], fitted[loss], n_boot=min(n_boot, 200))
     out["chinchilla_policy"] = chinchilla_policy(out["chinchilla"], zoo, left_out, rule, loss)
+    if out["chinchilla"] is not None and (~left_out & ~zoo["final"]).any():
+        out["chinchilla"].notes.append("Intermediate checkpoints of one cosine-schedule run stand in for separately "
+                                       "tuned runs, which biases the D term; bootstrap points are correlated within "
+                                       "a run.")
     if out["chinchilla"] is not None:
         top = float(zoo["flops"].max())
         out["compute_optimal"] = compute_optimal(out["chinchilla"], [top, 10 * top, 100 * top])

@@ -113,9 +113,7 @@ def fit_chinchilla(N, D, L, groups=None, n_boot: int = 200, seed: int = 0) -> Fi
     fit = Fit(CHINCHILLA, ["E", "A", "B", "alpha", "beta"], pub, to_public(boot) if len(boot) else boot,
               len(L), unit, float(np.sqrt(np.mean(resid ** 2))), model=chinchilla_curve,
               fixed={"huber_delta": HUBER_DELTA, "sizes": [float(s) for s in sizes]},
-              notes=["rmse is of log-loss residuals.",
-                     "Intermediate checkpoints of one cosine-schedule run stand in for separately tuned runs, "
-                     "which biases the D term; bootstrap points are correlated within a run."])
+              notes=["rmse is of log-loss residuals."])
     alpha, beta = pub[3], pub[4]
     b_alpha, b_beta = (fit.boot[:, 3], fit.boot[:, 4]) if len(boot) else (boot, boot)
     fit.derived["a = beta/(alpha+beta) (N_opt exponent)"] = derive(beta / (alpha + beta), b_beta / (b_alpha + b_beta))
