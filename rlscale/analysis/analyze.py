@@ -144,22 +144,6 @@ def density_route(fitted: pd.DataFrame, finals: pd.DataFrame, loss: str, chinchi
     return {"density_loss": None, "density_chinchilla": None, "loss_to_acc": sigmoid,
             "loss_to_acc_loss": candidates[-1], "loss_to_acc_refused": sigmoid_refused,
             "density_loss_refusals": refusals}
-    tokens = float(finals["tokens"].median())  # the zoo's training tokens D, at which sizes are compared
-    out["density_tokens"] = tokens
-    for _, model in finals.iterrows():  # each zoo model as pre-trained: its sampled held-out accuracy
-        row, why = _attempt(capability_density, task_law, out["loss_to_acc"],
-                            float(model["heldout_accuracy_sampled"]), float(model["n_params"]), tokens)
-        out["density"].append({"run": model["model"], "stage": f"zoo {model['size']} (pre-trained)",
-                               **(row or {"refused": why, "accuracy": float(model["heldout_accuracy_sampled"])})})
-    for name, run in ([] if runs is None else runs.groupby("run", sort=False)):
-        C, R = curve_points(run, metric, "step")
-        n = run["n_params"].iloc[0]
-        if len(R) == 0 or n is None or pd.isna(n):
-            continue
-        for stage, acc in ((f"base (step {int(C[0])})", R[0]), (f"after RL (step {int(C[-1])})", R[-1])):
-            row, why = _attempt(capability_density, task_law, out["loss_to_acc"], float(acc), float(n), tokens)
-            out["density"].append({"run": name, "stage": stage, **(row or {"refused": why, "accuracy": float(acc)})})
-    return out
 
 
 def chinchilla_policy(fit: Fit | None, zoo: pd.DataFrame, left_out: pd.Series, rule: str, loss: str) -> dict:

@@ -147,7 +147,8 @@ def _zoo_section(r: Report, zoo: dict | None, figures):
                       if isinstance(moved, dict) else moved or ("nothing was left out" if not policy["n_left_out"]
                                                                 else "not compared (the law was not fitted)"))
         r.text(f"Points fitted: {policy['rule']}; {policy['n_left_out']} of "
-               f"{policy['n_left_out'] + policy['n_kept']} points left out. With them put back: {moved_text.rstrip('.')}.")
+               f"{policy['n_left_out'] + policy['n_kept']} points left out. "
+               f"With them put back: {moved_text.rstrip('.')}.")
     r.heading("Capability density (Xiao et al.)", 3)
     used = zoo.get("density_loss")
     tried = {name: why for name, why in zoo.get("density_loss_refusals", {}).items() if name != zoo["loss"]}
