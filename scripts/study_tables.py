@@ -201,7 +201,8 @@ def main() -> None:
     study = Path(ap.parse_args().study)
     parts = {"zoo": "Zoo pre-training", "zoo_laws": "Pre-training laws",
              "zoo_laws_long": "Pre-training laws, one more doubling",
-             "zoo_text": "Pre-training laws, arithmetic mixed with source text", "sizes": "RL across sizes",
+             "zoo_text": "Pre-training laws, arithmetic mixed with source text",
+             "zoo_text_long": "Pre-training laws with source text, l at 800 steps", "sizes": "RL across sizes",
              "sizes_long": "m at 160 steps", "recipes": "Recipes at xs"}
     print("## Runtime\n")
     rows = []
@@ -212,7 +213,7 @@ def main() -> None:
         else:
             rows.append([title, 0, f"missing: {study / part} has no sweep.json"])
     print(table(["part", "runs", "wall minutes"], rows))
-    for part in ("zoo", "zoo_laws", "zoo_laws_long", "zoo_text"):
+    for part in ("zoo", "zoo_laws", "zoo_laws_long", "zoo_text", "zoo_text_long"):
         if (study / part / "sweep.json").is_file():
             print(f"\n## {parts[part]}\n\n" + zoo_tables(study / part))
     for part in ("sizes", "sizes_long", "recipes"):
