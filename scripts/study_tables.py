@@ -15,6 +15,8 @@ import json
 from datetime import datetime
 from pathlib import Path
 
+from rlscale.analysis.loading import ZOO_LOSSES
+
 
 def ci(value: float, lo_hi, digits: int = 3, sign: bool = False) -> str:
     """value [low, high]; a bound the bootstrap could not give (NaN, e.g. where some resamples
@@ -129,13 +131,14 @@ def zoo_tables(zoo_dir: Path) -> str:
     plan = json.loads((zoo_dir / "sweep.json").read_text())
     infos = [json.loads((zoo_dir / r["name"] / "base_eval.json").read_text()) for r in plan["runs"]
              if (zoo_dir / r["name"] / "base_eval.json").is_file()]
-    # Every loss all models logged (rlscale/pretrain.py): val, solution, source text.
-    losses = [name for name in ("val", "solution", "text") if all(f"final_{name}_loss" in info for info in infos)]
+    # Every loss all models logged, val_loss first, as the report's models table has them.
+    losses = [name for name in reversed(ZOO_LOSSES) if all(f"final_{name}" in info for info in infos)]
     rows = [[info["size"], f"{info['n_params']:,}", info["settings"]["steps"], f"{info['tokens']:.3g}",
-             f"{info['flops']:.3g}"] + [f"{info[f'final_{name}_loss']:.4f}" for name in losses]
+             f"{info['flops']:.3g}"] + [f"{info[f'final_{name}']:.4f}" for name in losses]
             + [f"{info['heldout_accuracy_greedy']:.3f}", f"{info['heldout_accuracy_sampled']:.3f}",
                f"{info.get('train_seconds', float('nan')) / 60:.1f}"] for info in infos]
-    out = [table(["size", "N (matmul)", "steps", "tokens D", "FLOPs"] + [f"final {name} loss" for name in losses]
+    out = [table(["size", "N (matmul)", "steps", "tokens D", "FLOPs"]
+                 + [f"final {name.replace('_', ' ')}" for name in losses]
                  + ["greedy acc", "sampled acc (T=1)", "pre-training min"], rows)]
     fits_file = zoo_dir / "report" / "fits.json"
     if fits_file.is_file():
