@@ -206,7 +206,8 @@ def main() -> None:
              "zoo_laws_long": "Pre-training laws, one more doubling",
              "zoo_text": "Pre-training laws, arithmetic mixed with source text",
              "zoo_text_long": "Pre-training laws with source text, l at 800 steps", "sizes": "RL across sizes",
-             "sizes_long": "m at 160 steps", "recipes": "Recipes at xs"}
+             "sizes_long": "m at 160 steps", "sizes_long_wide_eval": "m at 160 steps, 800 problems x 1 sample",
+             "recipes": "Recipes at xs"}
     print("## Runtime\n")
     rows = []
     for part, title in parts.items():
@@ -219,7 +220,7 @@ def main() -> None:
     for part in ("zoo", "zoo_laws", "zoo_laws_long", "zoo_text", "zoo_text_long"):
         if (study / part / "sweep.json").is_file():
             print(f"\n## {parts[part]}\n\n" + zoo_tables(study / part))
-    for part in ("sizes", "sizes_long", "recipes"):
+    for part in ("sizes", "sizes_long", "sizes_long_wide_eval", "recipes"):
         fits_file = study / part / "report" / "fits.json"
         if not fits_file.is_file():
             print(f"\n## {parts[part]}\n\nmissing: {fits_file}")
