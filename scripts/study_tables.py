@@ -202,12 +202,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--study", default="runs/study", help="the directory holding the study's sweep directories")
     study = Path(ap.parse_args().study)
-    parts = {"zoo": "Zoo pre-training", "zoo_laws": "Pre-training laws",
-             "zoo_laws_long": "Pre-training laws, one more doubling",
-             "zoo_text": "Pre-training laws, arithmetic mixed with source text",
-             "zoo_text_long": "Pre-training laws with source text, l at 800 steps", "sizes": "RL across sizes",
-             "sizes_long": "m at 160 steps", "sizes_long_wide_eval": "m at 160 steps, 800 problems x 1 sample",
-             "recipes": "Recipes at xs"}
+    zoo_parts = {"zoo": "Zoo pre-training", "zoo_laws": "Pre-training laws",
+                 "zoo_laws_long": "Pre-training laws, one more doubling",
+                 "zoo_text": "Pre-training laws, arithmetic mixed with source text",
+                 "zoo_text_long": "Pre-training laws with source text, l at 800 steps"}
+    rl_parts = {"sizes": "RL across sizes", "sizes_long": "m at 160 steps",
+                "sizes_long_wide_eval": "m at 160 steps, 800 problems x 1 sample", "recipes": "Recipes at xs"}
+    parts = zoo_parts | rl_parts
     print("## Runtime\n")
     rows = []
     for part, title in parts.items():
@@ -217,10 +218,10 @@ def main() -> None:
         else:
             rows.append([title, 0, f"missing: {study / part} has no sweep.json"])
     print(table(["part", "runs", "wall minutes"], rows))
-    for part in ("zoo", "zoo_laws", "zoo_laws_long", "zoo_text", "zoo_text_long"):
+    for part in zoo_parts:
         if (study / part / "sweep.json").is_file():
             print(f"\n## {parts[part]}\n\n" + zoo_tables(study / part))
-    for part in ("sizes", "sizes_long", "sizes_long_wide_eval", "recipes"):
+    for part in rl_parts:
         fits_file = study / part / "report" / "fits.json"
         if not fits_file.is_file():
             print(f"\n## {parts[part]}\n\nmissing: {fits_file}")
