@@ -133,13 +133,18 @@ def zoo_tables(zoo_dir: Path) -> str:
              if (zoo_dir / r["name"] / "base_eval.json").is_file()]
     # Every loss all models logged, val_loss first, as the report's models table has them.
     losses = [name for name in reversed(ZOO_LOSSES) if all(f"final_{name}" in info for info in infos)]
-    rows = [[info["size"], f"{info['n_params']:,}", info["settings"]["steps"], f"{info['tokens']:.3g}",
-             f"{info['flops']:.3g}"] + [f"{info[f'final_{name}']:.4f}" for name in losses]
+    rows = [[info["size"], f"{info['n_params']:,}", info["settings"]["steps"], f"{info['settings'].get('lr', float('nan')):g}",
+             f"{info['tokens']:.3g}", f"{info['flops']:.3g}"] + [f"{info[f'final_{name}']:.4f}" for name in losses]
             + [f"{info['heldout_accuracy_greedy']:.3f}", f"{info['heldout_accuracy_sampled']:.3f}",
                f"{info.get('train_seconds', float('nan')) / 60:.1f}"] for info in infos]
-    out = [table(["size", "N (matmul)", "steps", "tokens D", "FLOPs"]
+    out = [table(["size", "N (matmul)", "steps", "lr", "tokens D", "FLOPs"]
                  + [f"final {name.replace('_', ' ')}" for name in losses]
                  + ["greedy acc", "sampled acc (T=1)", "pre-training min"], rows)]
+    best = best_rates(infos, losses[-1])
+    if best:
+        out += ["", f"Best learning rate per size and budget, by final {losses[-1].replace('_', ' ')}: "
+                + "; ".join(f"{size} at {steps} steps: {lr:g} of {', '.join(f'{r:g}' for r in tried)}"
+                            for (size, steps), (lr, tried) in best.items())]
     fits_file = zoo_dir / "report" / "fits.json"
     if fits_file.is_file():
         z = json.loads(fits_file.read_text())["zoo"]
@@ -177,6 +182,17 @@ def zoo_tables(zoo_dir: Path) -> str:
     return "\n".join(out)
 
 
+def best_rates(infos: list[dict], loss: str) -> dict:
+    """(size, steps) -> (the learning rate with the lowest final loss, the rates tried), for the
+    cells where more than one rate was tried (a rate scan); empty when no cell was scanned."""
+    cells: dict[tuple, list[dict]] = {}
+    for info in infos:
+        cells.setdefault((info["size"], info["settings"]["steps"]), []).append(info)
+    return {cell: (min(models, key=lambda i: i[f"final_{loss}"])["settings"]["lr"],
+                   sorted(i["settings"]["lr"] for i in models))
+            for cell, models in cells.items() if len({i["settings"].get("lr") for i in models}) > 1}
+
+
 def density_table(z: dict) -> str:
     if z.get("density_refused"):
         return f"Capability density: not computed; it {z['density_refused']}"
@@ -205,7 +221,9 @@ def main() -> None:
     zoo_parts = {"zoo": "Zoo pre-training", "zoo_laws": "Pre-training laws",
                  "zoo_laws_long": "Pre-training laws, one more doubling",
                  "zoo_text": "Pre-training laws, arithmetic mixed with source text",
-                 "zoo_text_long": "Pre-training laws with source text, l at 800 steps"}
+                 "zoo_text_long": "Pre-training laws with source text, l at 800 steps",
+                 "zoo_text_lr": "Learning rate per size, 90% source text",
+                 "zoo_text_heavy": "Pre-training laws, 90% source text, a learning rate per size"}
     rl_parts = {"sizes": "RL across sizes", "sizes_long": "m at 160 steps",
                 "sizes_long_wide_eval": "m at 160 steps, 800 problems x 1 sample", "recipes": "Recipes at xs"}
     parts = zoo_parts | rl_parts

@@ -189,3 +189,21 @@ def test_analyze_a_sweep_dir_groups_by_setting_and_compares_paired(tmp_path, cap
     assert "missing: " + str(tmp_path / "study" / "zoo") in printed  # the parts not run are named
     rows = [line for line in printed.splitlines() if line.startswith("| algo.lr=0.0001 | algo.lr=0.001 |")]
     assert len(rows) == 1 and "| yes |" in rows[0]  # the paired comparison, A differs
+
+
+def test_study_tables_names_each_scanned_cells_best_learning_rate():
+    """docs/study.md part 0d picks each zoo size's rate from a scan: the lowest final loss of
+    the rates tried in one (size, steps) cell; cells with one rate are not a scan."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("study_tables", "scripts/study_tables.py")
+    tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tables)
+
+    def model(size, steps, lr, loss):
+        return {"size": size, "settings": {"steps": steps, "lr": lr}, "final_text_loss": loss}
+
+    infos = [model("xs", 1000, 3e-3, 1.59), model("xs", 1000, 1e-2, 1.57), model("xs", 1000, 3e-2, 1.59),
+             model("xs", 2000, 1e-2, 1.46), model("l", 400, 1e-3, 1.57), model("l", 400, 3e-3, 1.66)]
+    assert tables.best_rates(infos, "text_loss") == {("xs", 1000): (1e-2, [3e-3, 1e-2, 3e-2]),
+                                                      ("l", 400): (1e-3, [1e-3, 3e-3])}
