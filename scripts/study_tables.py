@@ -133,11 +133,14 @@ def zoo_tables(zoo_dir: Path) -> str:
              if (zoo_dir / r["name"] / "base_eval.json").is_file()]
     # Every loss all models logged, val_loss first, as the report's models table has them.
     losses = [name for name in reversed(ZOO_LOSSES) if all(f"final_{name}" in info for info in infos)]
-    rows = [[info["size"], f"{info['n_params']:,}", info["settings"]["steps"], f"{info['settings'].get('lr', float('nan')):g}",
-             f"{info['tokens']:.3g}", f"{info['flops']:.3g}"] + [f"{info[f'final_{name}']:.4f}" for name in losses]
+    # The learning rate gets a column only in a part whose models differ in it (part 0d).
+    rates = [[f"{info['settings'].get('lr', float('nan')):g}"] for info in infos]
+    rates_differ = len({tuple(r) for r in rates}) > 1
+    rows = [[info["size"], f"{info['n_params']:,}", info["settings"]["steps"]] + (rate if rates_differ else [])
+            + [f"{info['tokens']:.3g}", f"{info['flops']:.3g}"] + [f"{info[f'final_{name}']:.4f}" for name in losses]
             + [f"{info['heldout_accuracy_greedy']:.3f}", f"{info['heldout_accuracy_sampled']:.3f}",
-               f"{info.get('train_seconds', float('nan')) / 60:.1f}"] for info in infos]
-    out = [table(["size", "N (matmul)", "steps", "lr", "tokens D", "FLOPs"]
+               f"{info.get('train_seconds', float('nan')) / 60:.1f}"] for info, rate in zip(infos, rates)]
+    out = [table(["size", "N (matmul)", "steps"] + (["lr"] if rates_differ else []) + ["tokens D", "FLOPs"]
                  + [f"final {name.replace('_', ' ')}" for name in losses]
                  + ["greedy acc", "sampled acc (T=1)", "pre-training min"], rows)]
     best = best_rates(infos, losses[-1])
