@@ -134,9 +134,9 @@ def zoo_tables(zoo_dir: Path) -> str:
     # Every loss all models logged, val_loss first, as the report's models table has them.
     losses = [name for name in reversed(ZOO_LOSSES) if all(f"final_{name}" in info for info in infos)]
     # The learning rate gets a column only in a part whose models differ in it (part 0d).
-    rates = [[f"{info['settings'].get('lr', float('nan')):g}"] for info in infos]
-    rates_differ = len({tuple(r) for r in rates}) > 1
-    rows = [[info["size"], f"{info['n_params']:,}", info["settings"]["steps"]] + (rate if rates_differ else [])
+    rates = [f"{info['settings']['lr']:g}" for info in infos]
+    rates_differ = len(set(rates)) > 1
+    rows = [[info["size"], f"{info['n_params']:,}", info["settings"]["steps"]] + ([rate] if rates_differ else [])
             + [f"{info['tokens']:.3g}", f"{info['flops']:.3g}"] + [f"{info[f'final_{name}']:.4f}" for name in losses]
             + [f"{info['heldout_accuracy_greedy']:.3f}", f"{info['heldout_accuracy_sampled']:.3f}",
                f"{info.get('train_seconds', float('nan')) / 60:.1f}"] for info, rate in zip(infos, rates)]
@@ -193,7 +193,7 @@ def best_rates(infos: list[dict], loss: str) -> dict:
         cells.setdefault((info["size"], info["settings"]["steps"]), []).append(info)
     return {cell: (min(models, key=lambda i: i[f"final_{loss}"])["settings"]["lr"],
                    sorted(i["settings"]["lr"] for i in models))
-            for cell, models in cells.items() if len({i["settings"].get("lr") for i in models}) > 1}
+            for cell, models in cells.items() if len({i["settings"]["lr"] for i in models}) > 1}
 
 
 def density_table(z: dict) -> str:
